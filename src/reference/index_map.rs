@@ -1,0 +1,27 @@
+//! Reference index map.
+
+use super::{check_indices, check_len};
+use crate::error::Result;
+use crate::ops::index_map::IndexMapDims;
+
+const OP: &str = "index_map";
+
+/// `ρ = (shuffle[ν] mod N_l + offset) mod N_tot` for each `ν` in `idx`.
+///
+/// # Errors
+/// Bad dims, a wrong slice length, a `ν` past the shuffle table.
+pub fn forward(d: &IndexMapDims, idx: &[u32], shuffle: Option<&[u32]>) -> Result<Vec<u32>> {
+    d.check()?;
+    check_len(OP, "idx", idx, d.len)?;
+    match shuffle {
+        None => Ok(idx.iter().map(|&nu| d.map.map(nu)).collect()),
+        Some(table) => {
+            check_len(OP, "shuffle", table, d.shuffle_len.unwrap_or(0))?;
+            check_indices(OP, "idx", idx, table.len() as u64)?;
+            Ok(idx
+                .iter()
+                .map(|&nu| d.map.map(table[nu as usize]))
+                .collect())
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The CPU reference: the executable specification every kernel is checked against.
+//!
+//! Every function reads its inputs as `f64` (whatever their storage type), accumulates in `f64`
+//! in a fixed order, and returns `f64` results; the public ops round them to `f32`. Functions take
+//! the op's dimension struct, re-check it, check each slice's length and every index they read,
+//! and return a typed error instead of panicking. Selections follow Part I §I.2: larger score
+//! first, ties to the lower flat index, NaN below every number.
+
+pub mod activation;
+pub mod additive_topk;
+pub mod dense;
+pub mod index_map;
+pub mod moe_ffn;
+pub mod peer_ffn;
+pub mod rmsnorm;
+pub mod score_fn;
+pub mod topk;
+pub mod tucker_topk;
+pub mod ultramem_v2_layer;
+pub mod weighted_gather;
+
+use crate::dtype::Float;
+use crate::error::{Error, Result};
+
+/// Errors unless a slice has exactly `expected` elements.
+pub(crate) fn check_len<T>(
+    op: &'static str,
+    arg: &'static str,
+    s: &[T],
+    expected: usize,
+) -> Result<()> {
+    if s.len() == expected {
+        Ok(())
+    } else {
+        Err(Error::BufferSize {
+            op,
+            arg,
+            expected,
+            got: s.len(),
+        })
+    }
+}
+
+/// Errors at the first NaN or infinity.
+pub(crate) fn check_finite<T: Float>(op: &'static str, arg: &'static str, s: &[T]) -> Result<()> {
+    match s.iter().position(|x| !x.to_f64().is_finite()) {
+        None => Ok(()),
+        Some(position) => Err(Error::NonFinite { op, arg, position }),
+    }
+}
+
+/// Errors at the first index `>= bound`.
+pub(crate) fn check_indices(
+    op: &'static str,
+    arg: &'static str,
+    s: &[u32],
+    bound: u64,
+) -> Result<()> {
+    match s.iter().position(|&i| u64::from(i) >= bound) {
+        None => Ok(()),
+        Some(position) => Err(Error::IndexOutOfRange {
+            op,
+            arg,
+            position,
+            index: u64::from(s[position]),
+            bound,
+        }),
+    }
+}
+
+/// `<a, b>` accumulated in f64, left to right.
+pub(crate) fn dot<A: Float, B: Float>(a: &[A], b: &[B]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x.to_f64() * y.to_f64()).sum()
+}
+
+/// Widens a slice to f64.
+pub(crate) fn widen<T: Float>(s: &[T]) -> Vec<f64> {
+    s.iter().map(|x| x.to_f64()).collect()
+}

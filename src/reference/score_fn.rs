@@ -1,0 +1,88 @@
+//! Reference score functions and their vector-Jacobian products.
+
+use super::check_len;
+use crate::dtype::Float;
+use crate::error::Result;
+use crate::ops::score_fn::{ScoreFn, ScoreFnDims};
+
+const OP: &str = "score_fn";
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Applies `func` to `score` (`[T, H, k, Cn]` flattened; Softmax over `k`).
+///
+/// # Errors
+/// Bad dims or a wrong slice length.
+pub fn forward<S: Float>(d: &ScoreFnDims, func: ScoreFn, score: &[S]) -> Result<Vec<f64>> {
+    d.check()?;
+    check_len(OP, "score", score, d.tokens * d.heads * d.k * d.cores)?;
+    let x: Vec<f64> = score.iter().map(|s| s.to_f64()).collect();
+    Ok(match func {
+        ScoreFn::Raw => x,
+        ScoreFn::Relu => x.iter().map(|&v| v.max(0.0)).collect(),
+        ScoreFn::Sigmoid => x.iter().map(|&v| sigmoid(v)).collect(),
+        ScoreFn::Softmax => softmax(d, &x),
+    })
+}
+
+/// Softmax over the `k` axis of `[T·H, k, Cn]`, max-shifted for range.
+fn softmax(d: &ScoreFnDims, x: &[f64]) -> Vec<f64> {
+    let (k, cn) = (d.k, d.cores);
+    let mut y = vec![0.0; x.len()];
+    for group in 0..d.tokens * d.heads {
+        for c in 0..cn {
+            let at = |slot: usize| group * k * cn + slot * cn + c;
+            let max = (0..k).map(|s| x[at(s)]).fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = (0..k).map(|s| (x[at(s)] - max).exp()).sum();
+            for s in 0..k {
+                y[at(s)] = (x[at(s)] - max).exp() / sum;
+            }
+        }
+    }
+    y
+}
+
+/// `dscore` from the forward input `score` and `dout`.
+///
+/// # Errors
+/// Bad dims or a wrong slice length.
+pub fn backward<S: Float, G: Float>(
+    d: &ScoreFnDims,
+    func: ScoreFn,
+    score: &[S],
+    dout: &[G],
+) -> Result<Vec<f64>> {
+    let y = forward(d, func, score)?;
+    check_len(OP, "dout", dout, y.len())?;
+    let dy: Vec<f64> = dout.iter().map(|g| g.to_f64()).collect();
+    Ok(match func {
+        ScoreFn::Raw => dy,
+        ScoreFn::Relu => score
+            .iter()
+            .zip(&dy)
+            .map(|(x, &g)| if x.to_f64() > 0.0 { g } else { 0.0 })
+            .collect(),
+        ScoreFn::Sigmoid => y
+            .iter()
+            .zip(&dy)
+            .map(|(&s, &g)| g * s * (1.0 - s))
+            .collect(),
+        ScoreFn::Softmax => {
+            // dx = y ⊙ (dy − Σ_k y·dy), per (token, head, core).
+            let (k, cn) = (d.k, d.cores);
+            let mut dx = vec![0.0; y.len()];
+            for group in 0..d.tokens * d.heads {
+                for c in 0..cn {
+                    let at = |slot: usize| group * k * cn + slot * cn + c;
+                    let inner: f64 = (0..k).map(|s| y[at(s)] * dy[at(s)]).sum();
+                    for s in 0..k {
+                        dx[at(s)] = y[at(s)] * (dy[at(s)] - inner);
+                    }
+                }
+            }
+            dx
+        }
+    })
+}
