@@ -12,8 +12,8 @@ use crate::error::Result;
 use crate::ops::index_map::{index_map, IndexMapArgs};
 use crate::ops::peer_ffn::{peer_ffn, PeerFfnArgs};
 use crate::ops::tucker_topk::{tucker_topk, TuckerTopkArgs};
-use crate::reference::ultramem_v2_layer::expand_queries;
-use crate::reference::{check_len, dense, rmsnorm, widen};
+use crate::reference::ultramem_v2_layer::scoring_inputs;
+use crate::reference::{check_len, dense, widen};
 use crate::tensor::Tensor;
 
 fn f32s(v: &[f64]) -> Vec<f32> {
@@ -35,13 +35,7 @@ pub fn forward_with_ops<V: Float>(
     let tokens = x.len() / d;
     check_len("forward_with_ops", "x", x, tokens * d)?;
     let xs = widen(x);
-    let q_raw = dense::matvec_rows(&widen(&p.w_q), cfg.query_rows(), d, &xs);
-    let q = expand_queries(
-        cfg,
-        &rmsnorm::forward(&q_raw, &widen(&p.gamma_q), cfg.eps),
-        tokens,
-    );
-    let khat = rmsnorm::forward(&widen(&p.keys), &widen(&p.gamma_k), cfg.eps);
+    let (_, q, khat) = scoring_inputs(cfg, &p.w_q, &p.gamma_q, &p.keys, &p.gamma_k, &xs);
     let up = |shape: &[usize], v: Vec<f32>| Tensor::from_vec(device, shape, v);
     let q_t = up(&[tokens, h, 2, r, cfg.dk], f32s(&q))?;
     let keys_t = up(&[h, 2, r, cfg.n, cfg.dk], f32s(&khat))?;

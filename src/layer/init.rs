@@ -20,9 +20,8 @@
 use super::tucker_proxy::tucker_proxy;
 use super::{UltraMemV2Config, UltraMemV2Params};
 use crate::error::{Error, Result};
-use crate::ops::tucker_topk::TuckerTopkDims;
-use crate::reference::ultramem_v2_layer::expand_queries;
-use crate::reference::{rmsnorm, tucker_topk};
+use crate::reference::tucker_topk;
+use crate::reference::ultramem_v2_layer::scoring_inputs;
 use crate::rng::SplitMix64;
 
 const OP: &str = "init";
@@ -197,14 +196,8 @@ fn selected_score_moments(
 ) -> Result<(f64, f64)> {
     let ones = vec![1.0; cfg.dk];
     let x = rng.normals(tokens * cfg.d_model, 1.0);
-    let q_raw = crate::reference::dense::matvec_rows(w_q, cfg.query_rows(), cfg.d_model, &x);
-    let q = expand_queries(cfg, &rmsnorm::forward(&q_raw, &ones, cfg.eps), tokens);
-    let khat = rmsnorm::forward(keys, &ones, cfg.eps);
-    let dims = TuckerTopkDims {
-        tokens,
-        ..cfg.tucker_dims(tokens)
-    };
-    let (_, scores) = tucker_topk::forward(&dims, &q, &khat, cores, u, v)?;
+    let (_, q, khat) = scoring_inputs(cfg, w_q, &ones, keys, &ones, &x);
+    let (_, scores) = tucker_topk::forward(&cfg.tucker_dims(tokens), &q, &khat, cores, u, v)?;
     let count = scores.len() as f64;
     let mean = scores.iter().sum::<f64>() / count;
     let var = scores.iter().map(|s| (s - mean) * (s - mean)).sum::<f64>() / count;

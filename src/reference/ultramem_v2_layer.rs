@@ -89,6 +89,28 @@ pub fn expand_queries(cfg: &UltraMemV2Config, q: &[f64], tokens: usize) -> Vec<f
     }
 }
 
+/// The scoring inputs for `x[T, D]` (widened): the query projections before the norm
+/// `q̃[T, H·Q·Dk]`, the normalised queries as the Tucker op reads them `[T, H, 2, R, Dk]`, and the
+/// normalised keys `K̂[H, 2, R, n, Dk]`.
+pub fn scoring_inputs<W: Float>(
+    cfg: &UltraMemV2Config,
+    w_q: &[W],
+    gamma_q: &[W],
+    keys: &[W],
+    gamma_k: &[W],
+    xs: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let tokens = xs.len() / cfg.d_model;
+    let q_raw = dense::matvec_rows(&widen(w_q), cfg.query_rows(), cfg.d_model, xs);
+    let q = expand_queries(
+        cfg,
+        &rmsnorm::forward(&q_raw, &widen(gamma_q), cfg.eps),
+        tokens,
+    );
+    let khat = rmsnorm::forward(&widen(keys), &widen(gamma_k), cfg.eps);
+    (q_raw, q, khat)
+}
+
 /// The layer forward over `x[T, D]`.
 ///
 /// # Errors

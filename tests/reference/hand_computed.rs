@@ -257,10 +257,9 @@ fn index_map_applies_shuffle_window_and_wrap() {
 
 #[test]
 fn index_map_uses_64_bit_arithmetic_near_u32_max() {
-    // π = 2^32 − 1 with N_l = N_tot = 2^32 and offset 2^32 − 1: (2^32−1 + 2^32−1) mod 2^32 =
-    // 2^32 − 2; a 32-bit sum would wrap to the same value only by accident of modulus, so check
-    // a window that is not a power of two too: N_l = 10, offset = 2^32 − 3, N_tot = 2^32:
-    // (4294967295 mod 10 = 5) + 4294967293 = 4294967298 mod 2^32 = 2.
+    // π = 2^32 − 1, N_l = N_tot = 2^32, offset 2^32 − 1: the sum 2^33 − 2 passes u32, and
+    // (2^33 − 2) mod 2^32 = 2^32 − 2. A window that is not a power of two: N_l = 10,
+    // offset 2^32 − 3: (4294967295 mod 10 = 5) + 4294967293 = 4294967298 ≡ 2 (mod 2^32).
     let idx = cpu(&[1], vec![u32::MAX]);
     let full = IndexMapConfig {
         rows_per_layer: 1 << 32,
