@@ -1,16 +1,21 @@
-//! Pairs the kernel sources and generates the kernel registry.
+//! Checks the kernel sources and generates the kernel registry.
 //!
-//! Every op has one PTX file in `kernels/` and one WGSL file in `shaders/` with the same stem;
-//! a file without its twin fails the build. The generated `registry.rs` lists the stems and
-//! embeds both sources, so the backends load from one table.
+//! - Every op has one PTX file in `kernels/` and one WGSL file in `shaders/` with the same stem.
+//! - Every PTX file is ASCII, opens with a comment naming its WGSL twin, declares
+//!   `.version` 8.0 or lower (the GPU machines' driver JIT rejects newer PTX), `.target sm_80`
+//!   and `.address_size 64`, and its `.entry` names are exactly the WGSL file's entry points.
+//! - Every WGSL file parses and validates with naga (the same major version as wgpu) against the
+//!   capabilities the runtime requests: none beyond WebGPU's defaults.
+//! - `registry.rs` gets a `KernelId` per stem with both sources embedded, the entry names, and
+//!   each PTX entry's by-value parameter size (checked against the Rust structs by a test).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::{env, fs};
 
-fn stems(dir: &str, ext: &str) -> BTreeSet<String> {
-    println!("cargo:rerun-if-changed={dir}");
+fn stems(dir: &Path, ext: &str) -> BTreeSet<String> {
+    println!("cargo:rerun-if-changed={}", dir.display());
     let mut out = BTreeSet::new();
     let Ok(entries) = fs::read_dir(dir) else {
         return out;
@@ -27,10 +32,151 @@ fn stems(dir: &str, ext: &str) -> BTreeSet<String> {
     out
 }
 
+/// A PTX entry: its name, the byte size of its leading by-value `params` struct, and how many
+/// pointer parameters follow it.
+struct PtxEntry {
+    name: String,
+    param_bytes: usize,
+    pointers: usize,
+}
+
+fn check_ptx(path: &Path, stem: &str, text: &str) -> Result<Vec<PtxEntry>, String> {
+    let where_ = path.display();
+    if let Some((line, _)) = text.lines().enumerate().find(|(_, l)| !l.is_ascii()) {
+        return Err(format!(
+            "{where_}:{}: PTX must be ASCII (ptxas rejects other bytes)",
+            line + 1
+        ));
+    }
+    let head: String = text
+        .lines()
+        .take_while(|l| l.starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if !head.contains(&format!("shaders/{stem}.wgsl")) {
+        return Err(format!(
+            "{where_}: the header comment must name the WGSL twin shaders/{stem}.wgsl"
+        ));
+    }
+    let directive = |name: &str| -> Option<String> {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(name).map(|rest| rest.trim().to_string()))
+    };
+    let version = directive(".version ").ok_or(format!("{where_}: no .version"))?;
+    let (major, minor) = version
+        .split_once('.')
+        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+        .ok_or(format!("{where_}: unreadable .version {version}"))?;
+    if (major, minor) > (8, 0) {
+        return Err(format!("{where_}: .version {version} is newer than 8.0"));
+    }
+    if directive(".target ").as_deref() != Some("sm_80") {
+        return Err(format!("{where_}: .target must be sm_80"));
+    }
+    if directive(".address_size ").as_deref() != Some("64") {
+        return Err(format!("{where_}: .address_size must be 64"));
+    }
+    let mut entries = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(rest) = line.trim().strip_prefix(".visible .entry ") else {
+            continue;
+        };
+        let name = rest.split('(').next().unwrap_or("").trim().to_string();
+        if !name.starts_with(stem) {
+            return Err(format!(
+                "{where_}:{}: entry {name} must start with the stem {stem}",
+                i + 1
+            ));
+        }
+        let first = lines.get(i + 1).map(|l| l.trim()).unwrap_or("");
+        let param_bytes = first
+            .strip_prefix(".param .align 4 .b8 params[")
+            .and_then(|r| r.split(']').next())
+            .and_then(|n| n.parse().ok())
+            .ok_or(format!(
+                "{where_}:{}: entry {name} must take `.param .align 4 .b8 params[N]` first",
+                i + 2
+            ))?;
+        let pointers = lines[i + 2..]
+            .iter()
+            .take_while(|l| l.trim().starts_with(".param .u64 "))
+            .count();
+        entries.push(PtxEntry {
+            name,
+            param_bytes,
+            pointers,
+        });
+    }
+    if entries.is_empty() {
+        return Err(format!("{where_}: no .visible .entry"));
+    }
+    Ok(entries)
+}
+
+/// A WGSL entry point: its name, the `@binding` numbers (group 0) it uses, its workgroup size.
+type WgslEntries = Vec<(String, Vec<u32>, u32)>;
+
+fn check_wgsl(path: &Path, text: &str) -> Result<(WgslEntries, Vec<String>), String> {
+    let module = naga::front::wgsl::parse_str(text)
+        .map_err(|e| e.emit_to_string_with_path(text, &path.display().to_string()))?;
+    // The runtime requests no optional capability, so validate against the defaults.
+    let mut validator = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::default(),
+    );
+    let info = validator
+        .validate(&module)
+        .map_err(|e| e.emit_to_string_with_path(text, &path.display().to_string()))?;
+    // The bindings each entry point statically uses: wgpu's derived layouts hold exactly these.
+    let entries = module
+        .entry_points
+        .iter()
+        .enumerate()
+        .map(|(i, ep)| {
+            let uses = info.get_entry_point(i);
+            let mut bindings: Vec<u32> = module
+                .global_variables
+                .iter()
+                .filter(|(handle, _)| !uses[*handle].is_empty())
+                .filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding))
+                .collect();
+            bindings.sort_unstable();
+            (
+                ep.name.clone(),
+                bindings,
+                ep.workgroup_size.iter().product(),
+            )
+        })
+        .collect();
+    let overrides = module
+        .overrides
+        .iter()
+        .filter_map(|(_, o)| o.name.clone())
+        .collect();
+    Ok((entries, overrides))
+}
+
+fn camel(stem: &str) -> String {
+    stem.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 fn main() {
-    let ptx = stems("kernels", "ptx");
-    let wgsl = stems("shaders", "wgsl");
-    let unpaired: Vec<String> = ptx
+    let root =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let kernels = root.join("kernels");
+    let shaders = root.join("shaders");
+    let ptx = stems(&kernels, "ptx");
+    let wgsl = stems(&shaders, "wgsl");
+    let mut errors: Vec<String> = ptx
         .symmetric_difference(&wgsl)
         .map(|s| {
             if ptx.contains(s) {
@@ -40,22 +186,130 @@ fn main() {
             }
         })
         .collect();
-    if !unpaired.is_empty() {
-        panic!("every op needs both backends: {}", unpaired.join("; "));
+
+    let mut code = String::new();
+    let mut variants = Vec::new();
+    for stem in ptx.intersection(&wgsl) {
+        let ptx_path = kernels.join(format!("{stem}.ptx"));
+        let wgsl_path = shaders.join(format!("{stem}.wgsl"));
+        let ptx_text = fs::read_to_string(&ptx_path).expect("listed files are readable");
+        let wgsl_text = fs::read_to_string(&wgsl_path).expect("listed files are readable");
+        let entries = match check_ptx(&ptx_path, stem, &ptx_text) {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let (wgsl_entries, overrides) = match check_wgsl(&wgsl_path, &wgsl_text) {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let ptx_names: BTreeSet<&String> = entries.iter().map(|e| &e.name).collect();
+        let wgsl_names: BTreeSet<&String> = wgsl_entries.iter().map(|(n, ..)| n).collect();
+        if ptx_names != wgsl_names {
+            errors.push(format!(
+                "{stem}: PTX entries {ptx_names:?} differ from WGSL entry points {wgsl_names:?}"
+            ));
+            continue;
+        }
+        variants.push((
+            stem.clone(),
+            ptx_path,
+            wgsl_path,
+            entries,
+            wgsl_entries,
+            overrides,
+        ));
     }
-    let root = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let mut code = String::from("/// Kernel stems, each with a PTX and a WGSL source.\npub const KERNEL_STEMS: &[(&str, &str, &str)] = &[\n");
-    for stem in &ptx {
+    if !errors.is_empty() {
+        panic!("kernel sources failed their checks:\n{}", errors.join("\n"));
+    }
+
+    code.push_str("/// One op's kernels: a PTX file and its WGSL twin with the same stem.\n");
+    code.push_str("#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]\npub enum KernelId {\n");
+    for (stem, ..) in &variants {
         let _ = writeln!(
             code,
-            "    ({stem:?}, include_str!({:?}), include_str!({:?})),",
-            Path::new(&root).join("kernels").join(format!("{stem}.ptx")),
-            Path::new(&root)
-                .join("shaders")
-                .join(format!("{stem}.wgsl")),
+            "    /// `kernels/{stem}.ptx` and `shaders/{stem}.wgsl`.\n    {},",
+            camel(stem)
         );
     }
-    code.push_str("];\n");
+    code.push_str("}\n\nimpl KernelId {\n    /// Every kernel file pair.\n    pub const ALL: &'static [KernelId] = &[");
+    for (stem, ..) in &variants {
+        let _ = write!(code, "KernelId::{}, ", camel(stem));
+    }
+    code.push_str("];\n\n    /// The file stem.\n    pub fn stem(self) -> &'static str {\n        match self {\n");
+    for (stem, ..) in &variants {
+        let _ = writeln!(code, "            KernelId::{} => {stem:?},", camel(stem));
+    }
+    code.push_str("        }\n    }\n\n    /// The PTX source.\n    pub fn ptx(self) -> &'static str {\n        match self {\n");
+    for (stem, ptx_path, ..) in &variants {
+        let _ = writeln!(
+            code,
+            "            KernelId::{} => include_str!({:?}),",
+            camel(stem),
+            ptx_path
+        );
+    }
+    code.push_str("        }\n    }\n\n    /// The WGSL source.\n    pub fn wgsl(self) -> &'static str {\n        match self {\n");
+    for (stem, _, wgsl_path, ..) in &variants {
+        let _ = writeln!(
+            code,
+            "            KernelId::{} => include_str!({:?}),",
+            camel(stem),
+            wgsl_path
+        );
+    }
+    code.push_str("        }\n    }\n\n    /// The entry points: name, bytes of the by-value parameter struct, pointer parameters.\n    pub fn entries(self) -> &'static [(&'static str, usize, usize)] {\n        match self {\n");
+    for (stem, _, _, entries, ..) in &variants {
+        let list: Vec<String> = entries
+            .iter()
+            .map(|e| format!("({:?}, {}, {})", e.name, e.param_bytes, e.pointers))
+            .collect();
+        let _ = writeln!(
+            code,
+            "            KernelId::{} => &[{}],",
+            camel(stem),
+            list.join(", ")
+        );
+    }
+    code.push_str("        }\n    }\n\n    /// The `@binding` numbers (group 0) each WGSL entry point uses.\n    pub fn wgsl_bindings(self, entry: &str) -> &'static [u32] {\n        match (self, entry) {\n");
+    for (stem, _, _, _, wgsl_entries, _) in &variants {
+        for (name, bindings, _) in wgsl_entries {
+            let list: Vec<String> = bindings.iter().map(u32::to_string).collect();
+            let _ = writeln!(
+                code,
+                "            (KernelId::{}, {name:?}) => &[{}],",
+                camel(stem),
+                list.join(", ")
+            );
+        }
+    }
+    code.push_str("            _ => &[],\n        }\n    }\n\n    /// The workgroup size of each WGSL entry point (0 for an unknown entry).\n    pub fn wgsl_workgroup_size(self, entry: &str) -> u32 {\n        match (self, entry) {\n");
+    for (stem, _, _, _, wgsl_entries, _) in &variants {
+        for (name, _, size) in wgsl_entries {
+            let _ = writeln!(
+                code,
+                "            (KernelId::{}, {name:?}) => {size},",
+                camel(stem)
+            );
+        }
+    }
+    code.push_str("            _ => 0,\n        }\n    }\n\n    /// The WGSL file's pipeline-overridable constants.\n    pub fn wgsl_overrides(self) -> &'static [&'static str] {\n        match self {\n");
+    for (stem, _, _, _, _, overrides) in &variants {
+        let list: Vec<String> = overrides.iter().map(|o| format!("{o:?}")).collect();
+        let _ = writeln!(
+            code,
+            "            KernelId::{} => &[{}],",
+            camel(stem),
+            list.join(", ")
+        );
+    }
+    code.push_str("        }\n    }\n}\n");
     let out = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("registry.rs");
     fs::write(out, code).expect("OUT_DIR is writable");
 }

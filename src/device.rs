@@ -3,13 +3,21 @@
 //! [`Device::cpu`] is always there and runs the reference. [`Device::cuda`] and [`Device::wgpu`]
 //! exist whatever features are on, so code written against this API compiles unchanged; without
 //! their cargo feature they return [`Error::BackendNotCompiled`], and with it they return
-//! [`Error::BackendUnavailable`] until the backend can run on this machine.
+//! [`Error::BackendUnavailable`] when the machine has no driver or adapter.
 
 use std::fmt;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 use std::sync::Arc;
 
+#[cfg(feature = "cuda")]
+use crate::cuda_backend;
+#[allow(
+    unused_imports,
+    reason = "Error is used only when a backend is compiled out"
+)]
 use crate::error::{Error, Result};
-use crate::{cuda_backend, wgpu_backend};
+#[cfg(feature = "wgpu")]
+use crate::wgpu_backend;
 
 /// The kind of a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,7 +49,9 @@ pub struct Device {
 #[derive(Clone, Debug)]
 pub(crate) enum DeviceInner {
     Cpu,
+    #[cfg(feature = "cuda")]
     Cuda(Arc<cuda_backend::CudaDevice>),
+    #[cfg(feature = "wgpu")]
     Wgpu(Arc<wgpu_backend::WgpuDevice>),
 }
 
@@ -59,10 +69,16 @@ impl Device {
     /// [`Error::BackendNotCompiled`] without the `cuda` feature; [`Error::BackendUnavailable`]
     /// when no driver or device can be used.
     pub fn cuda(ordinal: usize) -> Result<Device> {
-        let dev = cuda_backend::CudaDevice::open(ordinal)?;
-        Ok(Device {
-            inner: DeviceInner::Cuda(Arc::new(dev)),
-        })
+        #[cfg(feature = "cuda")]
+        return cuda_backend::device(ordinal);
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = ordinal;
+            Err(Error::BackendNotCompiled {
+                backend: Backend::Cuda,
+                feature: "cuda",
+            })
+        }
     }
 
     /// The default WebGPU adapter (honours `WGPU_BACKEND` and friends).
@@ -71,9 +87,12 @@ impl Device {
     /// [`Error::BackendNotCompiled`] without the `wgpu` feature; [`Error::BackendUnavailable`]
     /// when no adapter can be used.
     pub fn wgpu() -> Result<Device> {
-        let dev = wgpu_backend::WgpuDevice::open()?;
-        Ok(Device {
-            inner: DeviceInner::Wgpu(Arc::new(dev)),
+        #[cfg(feature = "wgpu")]
+        return wgpu_backend::device();
+        #[cfg(not(feature = "wgpu"))]
+        Err(Error::BackendNotCompiled {
+            backend: Backend::Wgpu,
+            feature: "wgpu",
         })
     }
 
@@ -109,8 +128,25 @@ impl Device {
     pub fn backend(&self) -> Backend {
         match &self.inner {
             DeviceInner::Cpu => Backend::Cpu,
+            #[cfg(feature = "cuda")]
             DeviceInner::Cuda(_) => Backend::Cuda,
+            #[cfg(feature = "wgpu")]
             DeviceInner::Wgpu(_) => Backend::Wgpu,
+        }
+    }
+
+    /// Waits until all work submitted to this device has finished (a no-op on the CPU, whose
+    /// ops return finished). Benchmarks call it inside the timed region.
+    ///
+    /// # Errors
+    /// The driver's error.
+    pub fn synchronize(&self) -> Result<()> {
+        match &self.inner {
+            DeviceInner::Cpu => Ok(()),
+            #[cfg(feature = "cuda")]
+            DeviceInner::Cuda(d) => crate::gpu::Gpu::synchronize(d.as_ref()),
+            #[cfg(feature = "wgpu")]
+            DeviceInner::Wgpu(d) => crate::gpu::Gpu::synchronize(d.as_ref()),
         }
     }
 
@@ -118,8 +154,14 @@ impl Device {
     pub fn same_as(&self, other: &Device) -> bool {
         match (&self.inner, &other.inner) {
             (DeviceInner::Cpu, DeviceInner::Cpu) => true,
+            #[cfg(feature = "cuda")]
             (DeviceInner::Cuda(a), DeviceInner::Cuda(b)) => Arc::ptr_eq(a, b),
+            #[cfg(feature = "wgpu")]
             (DeviceInner::Wgpu(a), DeviceInner::Wgpu(b)) => Arc::ptr_eq(a, b),
+            #[allow(
+                unreachable_patterns,
+                reason = "reachable only with both GPU backends compiled"
+            )]
             _ => false,
         }
     }
@@ -129,8 +171,10 @@ impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.inner {
             DeviceInner::Cpu => f.write_str("cpu (reference, f64 accumulation)"),
-            DeviceInner::Cuda(d) => d.unreachable(),
-            DeviceInner::Wgpu(d) => d.unreachable(),
+            #[cfg(feature = "cuda")]
+            DeviceInner::Cuda(d) => write!(f, "cuda {}", d.describe()),
+            #[cfg(feature = "wgpu")]
+            DeviceInner::Wgpu(d) => write!(f, "wgpu {}", d.describe()),
         }
     }
 }

@@ -1,11 +1,17 @@
 //! [`Tensor`]: a shaped, contiguous, row-major buffer on a device.
 
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 use std::sync::Arc;
 
+#[cfg(feature = "cuda")]
+use crate::cuda_backend::CudaStorage;
 use crate::device::{Device, DeviceInner};
 use crate::dtype::Element;
 use crate::error::{Error, Result};
-use crate::{cuda_backend, wgpu_backend};
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+use crate::gpu::Gpu;
+#[cfg(feature = "wgpu")]
+use crate::wgpu_backend::WgpuStorage;
 
 /// A row-major contiguous array of `T` on a [`Device`]; the last dimension is fastest.
 ///
@@ -22,13 +28,14 @@ pub struct Tensor<T: Element> {
     storage: Storage<T>,
 }
 
+/// Where a tensor's elements live. GPU buffers are untyped; the tensor knows `T`.
 #[derive(Debug)]
 pub(crate) enum Storage<T> {
     Cpu(Vec<T>),
-    #[expect(dead_code, reason = "constructed once the CUDA backend's kernels land")]
-    Cuda(cuda_backend::CudaStorage<T>),
-    #[expect(dead_code, reason = "constructed once the wgpu backend's shaders land")]
-    Wgpu(wgpu_backend::WgpuStorage<T>),
+    #[cfg(feature = "cuda")]
+    Cuda(CudaStorage),
+    #[cfg(feature = "wgpu")]
+    Wgpu(WgpuStorage),
 }
 
 /// The number of elements of a shape, or [`Error::SizeOverflow`] if it does not fit `usize`.
@@ -60,8 +67,16 @@ impl<T: Element> Tensor<T> {
         }
         let storage = match &device.inner {
             DeviceInner::Cpu => Storage::Cpu(data),
-            DeviceInner::Cuda(d) => d.unreachable(),
-            DeviceInner::Wgpu(d) => d.unreachable(),
+            #[cfg(feature = "cuda")]
+            DeviceInner::Cuda(d) => Storage::Cuda(CudaStorage {
+                slice: d.upload(bytemuck::cast_slice(&data))?,
+                device: Arc::clone(d),
+            }),
+            #[cfg(feature = "wgpu")]
+            DeviceInner::Wgpu(d) => Storage::Wgpu(WgpuStorage {
+                buffer: d.upload(bytemuck::cast_slice(&data))?,
+                device: Arc::clone(d),
+            }),
         };
         Ok(Tensor {
             shape: shape.to_vec(),
@@ -93,7 +108,41 @@ impl<T: Element> Tensor<T> {
     /// [`Error::SizeOverflow`] if the element count overflows, or the device's allocation error.
     pub fn zeros(device: &Device, shape: &[usize]) -> Result<Tensor<T>> {
         let len = shape_len("Tensor::zeros", shape)?;
-        Tensor::from_vec(device, shape, vec![T::zeroed(); len])
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        let bytes =
+            len.checked_mul(std::mem::size_of::<T>())
+                .ok_or_else(|| Error::SizeOverflow {
+                    op: "Tensor::zeros",
+                    what: format!("{len} elements of {} bytes", std::mem::size_of::<T>()),
+                })?;
+        match &device.inner {
+            DeviceInner::Cpu => Tensor::from_vec(device, shape, vec![T::zeroed(); len]),
+            #[cfg(feature = "cuda")]
+            DeviceInner::Cuda(d) => d.wrap(shape, d.alloc(bytes, crate::gpu::Fill::Zero)?),
+            #[cfg(feature = "wgpu")]
+            DeviceInner::Wgpu(d) => d.wrap(shape, d.alloc(bytes, crate::gpu::Fill::Zero)?),
+        }
+    }
+
+    /// A tensor over existing storage (the element count is checked by the caller's sizes).
+    #[cfg_attr(
+        not(any(feature = "cuda", feature = "wgpu")),
+        allow(dead_code, reason = "used by the GPU backends")
+    )]
+    pub(crate) fn from_storage(shape: &[usize], storage: Storage<T>) -> Result<Tensor<T>> {
+        shape_len("Tensor::from_storage", shape)?;
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            storage,
+        })
+    }
+
+    #[cfg_attr(
+        not(any(feature = "cuda", feature = "wgpu")),
+        allow(dead_code, reason = "used by the GPU backends")
+    )]
+    pub(crate) fn storage(&self) -> &Storage<T> {
+        &self.storage
     }
 
     /// The dimensions, outermost first.
@@ -136,9 +185,11 @@ impl<T: Element> Tensor<T> {
     pub fn device(&self) -> Device {
         match &self.storage {
             Storage::Cpu(_) => Device::cpu(),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(s) => Device {
                 inner: DeviceInner::Cuda(Arc::clone(&s.device)),
             },
+            #[cfg(feature = "wgpu")]
             Storage::Wgpu(s) => Device {
                 inner: DeviceInner::Wgpu(Arc::clone(&s.device)),
             },
@@ -150,17 +201,70 @@ impl<T: Element> Tensor<T> {
     /// # Errors
     /// The device's download error.
     pub fn to_vec(&self) -> Result<Vec<T>> {
+        let bytes = self.len() * std::mem::size_of::<T>();
+        let _ = bytes;
         match &self.storage {
             Storage::Cpu(v) => Ok(v.clone()),
-            Storage::Cuda(s) => s.device.unreachable(),
-            Storage::Wgpu(s) => s.device.unreachable(),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => Ok(bytemuck::pod_collect_to_vec(
+                &s.device.download(&s.slice, bytes)?,
+            )),
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(s) => Ok(bytemuck::pod_collect_to_vec(
+                &s.device.download(&s.buffer, bytes)?,
+            )),
         }
+    }
+
+    /// A copy on the same device (device to device on a GPU; it does not wait for the copy).
+    ///
+    /// # Errors
+    /// The device's allocation or copy error.
+    pub fn try_clone(&self) -> Result<Tensor<T>> {
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        let bytes = self.len() * std::mem::size_of::<T>();
+        match &self.storage {
+            Storage::Cpu(v) => Tensor::from_storage(&self.shape, Storage::Cpu(v.clone())),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => {
+                let mut copy = s.device.alloc(bytes, crate::gpu::Fill::Zero)?;
+                if bytes > 0 {
+                    s.device
+                        .copy(&s.slice, 0, &mut copy, 0, bytes.div_ceil(4) * 4)?;
+                }
+                s.device.wrap(&self.shape, copy)
+            }
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu(s) => {
+                let mut copy = s.device.alloc(bytes, crate::gpu::Fill::Zero)?;
+                if bytes > 0 {
+                    s.device
+                        .copy(&s.buffer, 0, &mut copy, 0, bytes.div_ceil(4) * 4)?;
+                }
+                s.device.wrap(&self.shape, copy)
+            }
+        }
+    }
+
+    /// A copy on another device (through the host when the devices differ).
+    ///
+    /// # Errors
+    /// The devices' download or upload error.
+    pub fn to_device(&self, device: &Device) -> Result<Tensor<T>> {
+        if self.device().same_as(device) {
+            return self.try_clone();
+        }
+        Tensor::from_vec(device, &self.shape, self.to_vec()?)
     }
 
     /// The host slice of a CPU tensor; `None` on other devices.
     pub fn as_cpu_slice(&self) -> Option<&[T]> {
         match &self.storage {
             Storage::Cpu(v) => Some(v),
+            #[allow(
+                unreachable_patterns,
+                reason = "reachable only with a GPU backend compiled"
+            )]
             _ => None,
         }
     }
@@ -172,6 +276,10 @@ impl<T: Element> Tensor<T> {
     pub fn into_vec(self) -> Result<Vec<T>> {
         match self.storage {
             Storage::Cpu(v) => Ok(v),
+            #[allow(
+                unreachable_patterns,
+                reason = "reachable only with a GPU backend compiled"
+            )]
             _ => self.to_vec(),
         }
     }

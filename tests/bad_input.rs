@@ -815,20 +815,22 @@ fn tensor_rejects_data_of_wrong_length_and_overflowing_shapes() {
 
 #[test]
 fn gpu_devices_report_why_they_are_missing() {
-    let e = Device::cuda(0).unwrap_err();
-    if cfg!(feature = "cuda") {
-        assert!(
-            matches!(
-                e,
-                Error::BackendUnavailable {
-                    backend: Backend::Cuda,
-                    ..
-                }
-            ),
-            "{e}"
-        );
-    } else {
-        assert!(
+    // What is there depends on the machine; what is not there must say why, with its backend.
+    match Device::cuda(0) {
+        Ok(d) => assert_eq!(d.backend(), Backend::Cuda),
+        Err(e) if cfg!(feature = "cuda") => {
+            assert!(
+                matches!(
+                    e,
+                    Error::BackendUnavailable {
+                        backend: Backend::Cuda,
+                        ..
+                    }
+                ),
+                "{e}"
+            )
+        }
+        Err(e) => assert!(
             matches!(
                 e,
                 Error::BackendNotCompiled {
@@ -837,25 +839,80 @@ fn gpu_devices_report_why_they_are_missing() {
                 }
             ),
             "{e}"
-        );
+        ),
     }
-    let e = Device::wgpu().unwrap_err();
+    match Device::wgpu() {
+        Ok(d) => assert_eq!(d.backend(), Backend::Wgpu),
+        Err(e) => assert!(
+            matches!(
+                e,
+                Error::BackendNotCompiled {
+                    backend: Backend::Wgpu,
+                    ..
+                } | Error::BackendUnavailable {
+                    backend: Backend::Wgpu,
+                    ..
+                }
+            ),
+            "{e}"
+        ),
+    }
+    let (best, skipped) = Device::best_with_report();
+    // Every backend better than the one chosen was skipped with a reason.
+    let rank = |b: Backend| match b {
+        Backend::Cuda => 0,
+        Backend::Wgpu => 1,
+        Backend::Cpu => 2,
+    };
+    assert_eq!(skipped.len(), rank(best.backend()));
+}
+
+#[test]
+fn gpu_ops_reject_f64_tables_and_ops_without_kernels() {
+    let Ok(dev) = Device::wgpu().or_else(|_| Device::cuda(0)) else {
+        return;
+    };
+    let rows = Tensor::from_vec(&dev, &[1, 1], vec![0u32]).unwrap();
+    let w = Tensor::from_vec(&dev, &[1, 1, 1], vec![1.0f32]).unwrap();
+    let table = Tensor::from_vec(&dev, &[2, 2], vec![1.0f64; 4]).unwrap();
+    let e = weighted_gather(&WeightedGatherArgs {
+        rows: &rows,
+        weights: &w,
+        table: &table,
+    })
+    .unwrap_err();
     assert!(
         matches!(
             e,
-            Error::BackendNotCompiled {
-                backend: Backend::Wgpu,
-                ..
-            } | Error::BackendUnavailable {
-                backend: Backend::Wgpu,
+            Error::UnsupportedDType {
+                dtype: DType::F64,
                 ..
             }
         ),
         "{e}"
     );
-    let (best, skipped) = Device::best_with_report();
-    assert_eq!(best.backend(), Backend::Cpu);
-    assert_eq!(skipped.len(), 2);
+    let s = Tensor::from_vec(&dev, &[1, 1, 1], vec![0.0f32]).unwrap();
+    let e = score_fn(&ScoreFnArgs {
+        score: &s,
+        func: ScoreFn::Softmax,
+    })
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::Unsupported { op: "score_fn", .. }),
+        "{e}"
+    );
+    // Mixing devices is a typed error too.
+    let cpu_table = cpu(&[2, 2], vec![1.0f32; 4]);
+    let e = weighted_gather(&WeightedGatherArgs {
+        rows: &rows,
+        weights: &w,
+        table: &cpu_table,
+    })
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::DeviceMismatch { arg: "table", .. }),
+        "{e}"
+    );
 }
 
 #[test]

@@ -1,40 +1,291 @@
 //! The CUDA backend: hand-written PTX from `kernels/`, loaded through `cudarc`.
 //!
-//! Its kernels have not landed yet, so [`CudaDevice`] has no values: every `match` on a device
-//! stays exhaustive, and the public API is the same with or without the `cuda` feature.
+//! libcuda is loaded at run time, so the crate builds without a CUDA toolkit; [`CudaDevice::open`]
+//! asks `is_culib_present()` before any driver call (cudarc panics on the first call when the
+//! library is missing) and returns a typed error instead. Modules are loaded once per kernel
+//! file and cached; buffers are untyped `CudaSlice<u8>`s on the context's default stream.
+//!
+//! This module and the `DeviceRepr` impl below are the crate's only `unsafe` code.
+#![allow(
+    unsafe_code,
+    reason = "the launch module: cudarc's kernel launch and its argument types are unsafe"
+)]
 
-use crate::device::Backend;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, LaunchConfig,
+    PushKernelArg,
+};
+use cudarc::nvrtc::Ptx;
+
+use crate::device::{Backend, Device, DeviceInner};
+use crate::dtype::Element;
 use crate::error::{Error, Result};
+use crate::gpu::{poisoning, Fill, Gpu, Launch, POISON_BITS};
+use crate::registry::KernelId;
+use crate::tensor::{Storage, Tensor};
 
-/// A CUDA context and stream. No value exists until the backend lands.
-#[derive(Debug)]
-pub(crate) enum CudaDevice {}
+/// A CUDA context, its default stream and the loaded kernels.
+pub(crate) struct CudaDevice {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    name: String,
+    ordinal: usize,
+    modules: Mutex<HashMap<KernelId, Arc<CudaModule>>>,
+    functions: Mutex<HashMap<&'static str, CudaFunction>>,
+}
 
-impl CudaDevice {
-    pub(crate) fn open(ordinal: usize) -> Result<CudaDevice> {
-        let _ = ordinal;
-        if cfg!(feature = "cuda") {
-            Err(Error::BackendUnavailable {
-                backend: Backend::Cuda,
-                reason: "the PTX kernels of this crate have not landed yet".into(),
-            })
-        } else {
-            Err(Error::BackendNotCompiled {
-                backend: Backend::Cuda,
-                feature: "cuda",
-            })
-        }
-    }
-
-    /// Proof that no value exists: lets callers match a device exhaustively.
-    pub(crate) fn unreachable(&self) -> ! {
-        match *self {}
+impl std::fmt::Debug for CudaDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CudaDevice({}: {})", self.ordinal, self.name)
     }
 }
 
-/// Device memory holding a tensor's elements. No value exists until the backend lands.
+/// A tensor's storage on a CUDA device.
 #[derive(Debug)]
-pub(crate) struct CudaStorage<T> {
-    pub(crate) device: std::sync::Arc<CudaDevice>,
-    _elements: std::marker::PhantomData<T>,
+pub(crate) struct CudaStorage {
+    pub(crate) device: Arc<CudaDevice>,
+    pub(crate) slice: CudaSlice<u8>,
+}
+
+fn driver_error(e: impl std::fmt::Display) -> Error {
+    Error::Backend {
+        backend: Backend::Cuda,
+        source: e.to_string().into(),
+    }
+}
+
+/// A kernel's by-value parameter struct as raw bytes, aligned like the PTX `.param .align 4`.
+#[repr(C, align(4))]
+#[derive(Clone, Copy)]
+struct ParamBlock<const N: usize>([u8; N]);
+
+// SAFETY: a plain byte array with no pointers or padding; the kernel reads exactly N bytes
+// (`.param .align 4 .b8 params[N]`, N checked against the registry before the launch).
+unsafe impl<const N: usize> DeviceRepr for ParamBlock<N> {}
+
+impl CudaDevice {
+    /// The device with this ordinal, or a typed error when there is no driver or no such device.
+    pub(crate) fn open(ordinal: usize) -> Result<CudaDevice> {
+        // SAFETY: only asks whether the dynamic loader finds libcuda; it calls no driver function.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(Error::BackendUnavailable {
+                backend: Backend::Cuda,
+                reason: "no CUDA driver (libcuda) on this machine".into(),
+            });
+        }
+        let count = CudaContext::device_count().map_err(driver_error)?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::BackendUnavailable {
+                backend: Backend::Cuda,
+                reason: format!("device {ordinal} asked for, {count} present"),
+            });
+        }
+        let ctx = CudaContext::new(ordinal).map_err(driver_error)?;
+        let stream = ctx.default_stream();
+        let name = ctx.name().map_err(driver_error)?;
+        Ok(CudaDevice {
+            ctx,
+            stream,
+            name,
+            ordinal,
+            modules: Mutex::new(HashMap::new()),
+            functions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `ordinal: name`.
+    pub(crate) fn describe(&self) -> String {
+        format!("{}: {}", self.ordinal, self.name)
+    }
+
+    /// Uploads bytes into a new buffer (rounded up to whole words).
+    pub(crate) fn upload(&self, bytes: &[u8]) -> Result<CudaSlice<u8>> {
+        let mut padded = bytes.to_vec();
+        padded.resize(bytes.len().max(4).div_ceil(4) * 4, 0);
+        self.stream.clone_htod(&padded).map_err(driver_error)
+    }
+
+    fn function(&self, kernel: KernelId, entry: &'static str) -> Result<CudaFunction> {
+        if let Some(f) = self.functions.lock().map_err(driver_error)?.get(entry) {
+            return Ok(f.clone());
+        }
+        let module = {
+            let mut modules = self.modules.lock().map_err(driver_error)?;
+            match modules.get(&kernel) {
+                Some(m) => Arc::clone(m),
+                None => {
+                    let m = self
+                        .ctx
+                        .load_module(Ptx::from_src(kernel.ptx()))
+                        .map_err(driver_error)?;
+                    modules.insert(kernel, Arc::clone(&m));
+                    m
+                }
+            }
+        };
+        let f = module.load_function(entry).map_err(driver_error)?;
+        self.functions
+            .lock()
+            .map_err(driver_error)?
+            .insert(entry, f.clone());
+        Ok(f)
+    }
+}
+
+impl Gpu for CudaDevice {
+    type Buffer = CudaSlice<u8>;
+    const BACKEND: Backend = Backend::Cuda;
+
+    fn buffer<'t, T: Element>(
+        op: &'static str,
+        arg: &'static str,
+        t: &'t Tensor<T>,
+    ) -> Result<&'t CudaSlice<u8>> {
+        match t.storage() {
+            Storage::Cuda(s) => Ok(&s.slice),
+            _ => Err(Error::DeviceMismatch {
+                op,
+                arg,
+                expected: "cuda".into(),
+                got: t.device().to_string(),
+            }),
+        }
+    }
+
+    fn wrap<T: Element>(
+        self: &Arc<Self>,
+        shape: &[usize],
+        slice: CudaSlice<u8>,
+    ) -> Result<Tensor<T>> {
+        Tensor::from_storage(
+            shape,
+            Storage::Cuda(CudaStorage {
+                device: Arc::clone(self),
+                slice,
+            }),
+        )
+    }
+
+    fn alloc(&self, bytes: usize, fill: Fill) -> Result<CudaSlice<u8>> {
+        let words = bytes.max(4).div_ceil(4);
+        let pattern = match fill {
+            Fill::Zero => None,
+            Fill::Word(w) => Some(w),
+            Fill::Output => poisoning().then_some(POISON_BITS),
+        };
+        match pattern {
+            // Zeroed rather than uninitialised: no unsafe allocation, and a cheap memset.
+            None => self
+                .stream
+                .alloc_zeros::<u8>(words * 4)
+                .map_err(driver_error),
+            Some(w) => self.upload(bytemuck::cast_slice(&vec![w; words])),
+        }
+    }
+
+    fn download(&self, buf: &CudaSlice<u8>, bytes: usize) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .stream
+            .clone_dtoh(&buf.slice(0..bytes))
+            .map_err(driver_error)?;
+        self.stream.synchronize().map_err(driver_error)?;
+        Ok(out)
+    }
+
+    fn copy(
+        &self,
+        src: &CudaSlice<u8>,
+        src_offset: usize,
+        dst: &mut CudaSlice<u8>,
+        dst_offset: usize,
+        bytes: usize,
+    ) -> Result<()> {
+        let from = src.slice(src_offset..src_offset + bytes);
+        let mut to = dst.slice_mut(dst_offset..dst_offset + bytes);
+        self.stream
+            .memcpy_dtod(&from, &mut to)
+            .map_err(driver_error)
+    }
+
+    fn launch(&self, l: &Launch<'_, CudaSlice<u8>>) -> Result<()> {
+        let &(_, param_bytes, pointers) = l
+            .kernel
+            .entries()
+            .iter()
+            .find(|e| e.0 == l.entry)
+            .ok_or_else(|| driver_error(format!("no PTX entry {}", l.entry)))?;
+        if param_bytes != l.params.len() || l.args.len() > pointers {
+            return Err(driver_error(format!(
+                "{}: {} parameter bytes and {} buffers for params[{param_bytes}] and {pointers} pointers",
+                l.entry,
+                l.params.len(),
+                l.args.len()
+            )));
+        }
+        let f = self.function(l.kernel, l.entry)?;
+        let p64;
+        let p32;
+        let null: u64 = 0;
+        let mut builder = self.stream.launch_builder(&f);
+        match param_bytes {
+            64 => {
+                let mut b = [0u8; 64];
+                b.copy_from_slice(l.params);
+                p64 = ParamBlock(b);
+                builder.arg(&p64);
+            }
+            32 => {
+                let mut b = [0u8; 32];
+                b.copy_from_slice(l.params);
+                p32 = ParamBlock(b);
+                builder.arg(&p32);
+            }
+            n => return Err(driver_error(format!("{}: unexpected params[{n}]", l.entry))),
+        }
+        for i in 0..pointers {
+            match l.args.get(i).copied().flatten() {
+                Some(buf) => builder.arg(buf),
+                None => builder.arg(&null),
+            };
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (l.grid.0, l.grid.1, 1),
+            block_dim: (l.threads, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: argument types and order: the parameter block has exactly the byte size the
+        // PTX entry declares and every one of its `pointers` pointer parameters gets a device
+        // pointer or null (checked above against the registry built from the PTX). Aliasing: the
+        // kernels write only their output buffers, which the host allocated for this call and
+        // no other launch or host code touches until the stream has run it. Out-of-bounds: every
+        // kernel bounds-checks each index it reads against sizes in the parameter block, which
+        // the op validated against the buffers' lengths before launching.
+        unsafe { builder.launch(cfg) }.map_err(driver_error)?;
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.stream.synchronize().map_err(driver_error)
+    }
+
+    fn max_binding_bytes(&self) -> u64 {
+        u64::MAX
+    }
+
+    fn has_float_atomics(&self) -> bool {
+        true
+    }
+}
+
+/// Opens CUDA device `ordinal` as a [`Device`].
+pub(crate) fn device(ordinal: usize) -> Result<Device> {
+    Ok(Device {
+        inner: DeviceInner::Cuda(Arc::new(CudaDevice::open(ordinal)?)),
+    })
 }

@@ -10,7 +10,9 @@ use crate::cost::{Cost, F32_BYTES, U32_BYTES};
 use crate::device::DeviceInner;
 use crate::dtype::Float;
 use crate::error::Result;
-use crate::ops::{at_most, expect_shape, grid_fits_u32, host, mul, nonzero, to_f32, DeviceCheck};
+use crate::ops::{
+    at_most, expect_shape, grid_fits_u32, host, mul, no_kernel, nonzero, to_f32, DeviceCheck,
+};
 use crate::reference;
 use crate::tensor::Tensor;
 
@@ -195,8 +197,11 @@ pub fn additive_topk<K: Float>(args: &AdditiveTopkArgs<'_, K>) -> Result<TopkOut
                 score: Tensor::from_vec(&device, &shape, to_f32(score))?,
             })
         }
-        DeviceInner::Cuda(d) => d.unreachable(),
-        DeviceInner::Wgpu(d) => d.unreachable(),
+        #[allow(
+            unreachable_patterns,
+            reason = "GPU devices exist only with their features"
+        )]
+        _ => Err(no_kernel(OP, device.backend())),
     }
 }
 
@@ -238,7 +243,10 @@ pub fn additive_topk_backward<K: Float>(
                 dkeys: Tensor::from_vec(&device, args.keys.shape(), to_f32(dkeys))?,
             })
         }
-        DeviceInner::Cuda(d) => d.unreachable(),
-        DeviceInner::Wgpu(d) => d.unreachable(),
+        #[allow(
+            unreachable_patterns,
+            reason = "GPU devices exist only with their features"
+        )]
+        _ => Err(no_kernel(OP, device.backend())),
     }
 }

@@ -8,7 +8,7 @@ use crate::cost::expected_distinct;
 use crate::cost::{Cost, U32_BYTES};
 use crate::device::DeviceInner;
 use crate::error::{Error, Result};
-use crate::ops::{expect_shape, host, rows_fit_u32, DeviceCheck, MAX_ROWS};
+use crate::ops::{expect_shape, host, no_kernel, rows_fit_u32, DeviceCheck, MAX_ROWS};
 use crate::reference;
 use crate::tensor::Tensor;
 
@@ -189,7 +189,10 @@ pub fn index_map(args: &IndexMapArgs<'_>) -> Result<Tensor<u32>> {
             let rows = reference::index_map::forward(&dims, host(OP, "idx", args.idx)?, shuffle)?;
             Tensor::from_vec(&device, args.idx.shape(), rows)
         }
-        DeviceInner::Cuda(d) => d.unreachable(),
-        DeviceInner::Wgpu(d) => d.unreachable(),
+        #[allow(
+            unreachable_patterns,
+            reason = "GPU devices exist only with their features"
+        )]
+        _ => Err(no_kernel(OP, device.backend())),
     }
 }

@@ -8,6 +8,7 @@ pub mod additive_topk;
 pub mod index_map;
 pub mod moe_ffn;
 pub mod peer_ffn;
+pub mod row_sort;
 pub mod score_fn;
 pub mod tucker_topk;
 pub mod weighted_gather;
@@ -26,6 +27,15 @@ pub enum BackwardMode {
     /// The CPU reference is always deterministic, whichever mode is asked for.
     #[default]
     Deterministic,
+}
+
+/// The error of an op whose GPU kernels have not landed on this backend yet.
+pub(crate) fn no_kernel(op: &'static str, backend: crate::device::Backend) -> Error {
+    Error::Unsupported {
+        op,
+        backend,
+        reason: "no kernel for this op on this backend yet; run it on Device::cpu()".into(),
+    }
 }
 
 /// The largest value-row count a `u32` index can address.

@@ -10,7 +10,7 @@ use crate::cost::{expected_distinct, Cost, F32_BYTES, U32_BYTES};
 use crate::device::DeviceInner;
 use crate::dtype::Float;
 use crate::error::Result;
-use crate::ops::{at_most, expect_shape, host, mul, nonzero, to_f32, DeviceCheck};
+use crate::ops::{at_most, expect_shape, host, mul, no_kernel, nonzero, to_f32, DeviceCheck};
 use crate::reference;
 use crate::tensor::Tensor;
 
@@ -229,7 +229,10 @@ pub fn moe_ffn<W: Float>(args: &MoeFfnArgs<'_, W>) -> Result<MoeFfnOutput> {
                 gates: Tensor::from_vec(&device, &routed, to_f32(gates))?,
             })
         }
-        DeviceInner::Cuda(d) => d.unreachable(),
-        DeviceInner::Wgpu(d) => d.unreachable(),
+        #[allow(
+            unreachable_patterns,
+            reason = "GPU devices exist only with their features"
+        )]
+        _ => Err(no_kernel(OP, device.backend())),
     }
 }

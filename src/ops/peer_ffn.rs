@@ -205,8 +205,10 @@ pub fn peer_ffn<V: Float>(args: &PeerFfnArgs<'_, V>) -> Result<Tensor<f32>> {
             )?;
             Tensor::from_vec(&device, &[dims.tokens, dims.dv], to_f32(out))
         }
-        DeviceInner::Cuda(d) => d.unreachable(),
-        DeviceInner::Wgpu(d) => d.unreachable(),
+        #[cfg(feature = "cuda")]
+        DeviceInner::Cuda(d) => crate::gpu::peer_ffn::forward(d, args, &dims),
+        #[cfg(feature = "wgpu")]
+        DeviceInner::Wgpu(d) => crate::gpu::peer_ffn::forward(d, args, &dims),
     }
 }
 
@@ -233,6 +235,7 @@ pub fn peer_ffn_backward<V: Float>(
     dev.add("dout", dout)?;
     let device = dev.device();
     // The CPU reference sums in one fixed order whatever the mode.
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
     let _ = mode;
     match &device.inner {
         DeviceInner::Cpu => {
@@ -253,7 +256,9 @@ pub fn peer_ffn_backward<V: Float>(
                 dup: Tensor::from_vec(&device, args.up.shape(), to_f32(g.dup))?,
             })
         }
-        DeviceInner::Cuda(d) => d.unreachable(),
-        DeviceInner::Wgpu(d) => d.unreachable(),
+        #[cfg(feature = "cuda")]
+        DeviceInner::Cuda(d) => crate::gpu::peer_ffn::backward(d, args, dout, mode, &dims),
+        #[cfg(feature = "wgpu")]
+        DeviceInner::Wgpu(d) => crate::gpu::peer_ffn::backward(d, args, dout, mode, &dims),
     }
 }

@@ -13,7 +13,9 @@ use crate::device::DeviceInner;
 use crate::dtype::Float;
 use crate::error::Result;
 use crate::ops::additive_topk::TopkOutput;
-use crate::ops::{at_most, expect_shape, grid_fits_u32, host, mul, nonzero, to_f32, DeviceCheck};
+use crate::ops::{
+    at_most, expect_shape, grid_fits_u32, host, mul, no_kernel, nonzero, to_f32, DeviceCheck,
+};
 use crate::reference;
 use crate::tensor::Tensor;
 
@@ -217,8 +219,11 @@ pub fn tucker_topk<K: Float>(args: &TuckerTopkArgs<'_, K>) -> Result<TopkOutput>
                 )?,
             })
         }
-        DeviceInner::Cuda(d) => d.unreachable(),
-        DeviceInner::Wgpu(d) => d.unreachable(),
+        #[allow(
+            unreachable_patterns,
+            reason = "GPU devices exist only with their features"
+        )]
+        _ => Err(no_kernel(OP, device.backend())),
     }
 }
 
@@ -264,7 +269,10 @@ pub fn tucker_topk_backward<K: Float>(
                 dcores: Tensor::from_vec(&device, args.cores.shape(), to_f32(g.dcores))?,
             })
         }
-        DeviceInner::Cuda(d) => d.unreachable(),
-        DeviceInner::Wgpu(d) => d.unreachable(),
+        #[allow(
+            unreachable_patterns,
+            reason = "GPU devices exist only with their features"
+        )]
+        _ => Err(no_kernel(OP, device.backend())),
     }
 }

@@ -178,8 +178,10 @@ pub fn weighted_gather<V: Float>(args: &WeightedGatherArgs<'_, V>) -> Result<Ten
             )?;
             Tensor::from_vec(&device, &[dims.tokens, dims.dv], to_f32(out))
         }
-        DeviceInner::Cuda(d) => d.unreachable(),
-        DeviceInner::Wgpu(d) => d.unreachable(),
+        #[cfg(feature = "cuda")]
+        DeviceInner::Cuda(d) => crate::gpu::weighted_gather::forward(d, args, &dims),
+        #[cfg(feature = "wgpu")]
+        DeviceInner::Wgpu(d) => crate::gpu::weighted_gather::forward(d, args, &dims),
     }
 }
 
@@ -208,6 +210,7 @@ pub fn weighted_gather_backward<V: Float>(
     dev.add("dout", dout)?;
     let device = dev.device();
     // The CPU reference sums in one fixed order whatever the mode.
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
     let _ = mode;
     match &device.inner {
         DeviceInner::Cpu => {
@@ -223,7 +226,9 @@ pub fn weighted_gather_backward<V: Float>(
                 dtable: Tensor::from_vec(&device, args.table.shape(), to_f32(dtable))?,
             })
         }
-        DeviceInner::Cuda(d) => d.unreachable(),
-        DeviceInner::Wgpu(d) => d.unreachable(),
+        #[cfg(feature = "cuda")]
+        DeviceInner::Cuda(d) => crate::gpu::weighted_gather::backward(d, args, dout, mode, &dims),
+        #[cfg(feature = "wgpu")]
+        DeviceInner::Wgpu(d) => crate::gpu::weighted_gather::backward(d, args, dout, mode, &dims),
     }
 }

@@ -13,6 +13,7 @@ pub mod index_map;
 pub mod moe_ffn;
 pub mod peer_ffn;
 pub mod rmsnorm;
+pub mod row_sort;
 pub mod score_fn;
 pub mod topk;
 pub mod tucker_topk;

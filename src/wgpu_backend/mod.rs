@@ -1,39 +1,400 @@
-//! The WebGPU backend: WGSL from `shaders/`, run through `wgpu`.
+//! The WebGPU backend: WGSL from `shaders/`, run through `wgpu` on any adapter (Vulkan, Metal,
+//! DX12, GL; Mesa's lavapipe where there is no GPU).
 //!
-//! Its kernels have not landed yet, so [`WgpuDevice`] has no values: every `match` on a device
-//! stays exhaustive, and the public API is the same with or without the `wgpu` feature.
+//! Buffers are untyped storage buffers whose size is rounded up to whole 32-bit words (16-bit
+//! tables are read as packed `u32` pairs). Pipelines are built once per (kernel, entry, table
+//! dtype) and cached. Every call runs inside validation and out-of-memory error scopes, so a
+//! wgpu error is a typed [`Error::Backend`], never wgpu's default panic.
 
-use crate::device::Backend;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Mutex};
+
+use crate::device::{Backend, Device, DeviceInner};
+use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
+use crate::gpu::{poisoning, Fill, Gpu, Launch, POISON_BITS};
+use crate::registry::KernelId;
+use crate::tensor::{Storage, Tensor};
 
-/// A wgpu device and queue. No value exists until the backend lands.
-#[derive(Debug)]
-pub(crate) enum WgpuDevice {}
+/// A wgpu device and queue with its compiled pipelines.
+pub(crate) struct WgpuDevice {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    modules: Mutex<HashMap<KernelId, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<(KernelId, &'static str, u32), wgpu::ComputePipeline>>,
+}
 
-impl WgpuDevice {
-    pub(crate) fn open() -> Result<WgpuDevice> {
-        if cfg!(feature = "wgpu") {
-            Err(Error::BackendUnavailable {
-                backend: Backend::Wgpu,
-                reason: "the WGSL shaders of this crate have not landed yet".into(),
-            })
-        } else {
-            Err(Error::BackendNotCompiled {
-                backend: Backend::Wgpu,
-                feature: "wgpu",
-            })
-        }
-    }
-
-    /// Proof that no value exists: lets callers match a device exhaustively.
-    pub(crate) fn unreachable(&self) -> ! {
-        match *self {}
+impl std::fmt::Debug for WgpuDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WgpuDevice({})", self.describe())
     }
 }
 
-/// A storage buffer holding a tensor's elements. No value exists until the backend lands.
+/// A tensor's storage on a wgpu device.
 #[derive(Debug)]
-pub(crate) struct WgpuStorage<T> {
-    pub(crate) device: std::sync::Arc<WgpuDevice>,
-    _elements: std::marker::PhantomData<T>,
+pub(crate) struct WgpuStorage {
+    pub(crate) device: Arc<WgpuDevice>,
+    pub(crate) buffer: wgpu::Buffer,
+}
+
+fn backend_error(e: impl std::fmt::Display) -> Error {
+    Error::Backend {
+        backend: Backend::Wgpu,
+        source: e.to_string().into(),
+    }
+}
+
+fn unavailable(reason: String) -> Error {
+    Error::BackendUnavailable {
+        backend: Backend::Wgpu,
+        reason,
+    }
+}
+
+impl WgpuDevice {
+    /// The default adapter (high-performance preference; `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`
+    /// and friends are honoured) with its own limits requested and no optional feature.
+    pub(crate) fn open() -> Result<WgpuDevice> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        };
+        let adapter = pollster::block_on(instance.request_adapter(&options))
+            .map_err(|e| unavailable(format!("no adapter: {e}")))?;
+        let limits = adapter.limits();
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("ultramem"),
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+            .map_err(|e| unavailable(format!("the adapter refused a device: {e}")))?;
+        Ok(WgpuDevice {
+            device,
+            queue,
+            info: adapter.get_info(),
+            limits,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `adapter name (backend, device type)`.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes.
+    fn scoped<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let validation = pollster::block_on(validation.pop());
+        let oom = pollster::block_on(oom.pop());
+        match validation.or(oom) {
+            Some(e) => Err(backend_error(e)),
+            None => Ok(out),
+        }
+    }
+
+    fn storage_buffer(&self, bytes: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            // Bindings must be non-empty and whole words.
+            size: (bytes.max(4).div_ceil(4) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Uploads bytes into a new storage buffer.
+    pub(crate) fn upload(&self, bytes: &[u8]) -> Result<wgpu::Buffer> {
+        self.scoped(|| {
+            let buffer = self.storage_buffer(bytes.len());
+            let whole = bytes.len() / 4 * 4;
+            if whole > 0 {
+                self.queue.write_buffer(&buffer, 0, &bytes[..whole]);
+            }
+            if whole < bytes.len() {
+                let mut tail = [0u8; 4];
+                tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+                self.queue.write_buffer(&buffer, whole as u64, &tail);
+            }
+            buffer
+        })
+    }
+
+    fn pipeline(
+        &self,
+        kernel: KernelId,
+        entry: &'static str,
+        dtype_code: u32,
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = (kernel, entry, dtype_code);
+        if let Some(p) = self.pipelines.lock().map_err(backend_error)?.get(&key) {
+            return Ok(p.clone());
+        }
+        let module = {
+            let mut modules = self.modules.lock().map_err(backend_error)?;
+            match modules.get(&kernel) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = self.scoped(|| {
+                        self.device
+                            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                                label: Some(kernel.stem()),
+                                source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(kernel.wgsl())),
+                            })
+                    })?;
+                    modules.insert(kernel, m.clone());
+                    m
+                }
+            }
+        };
+        let constants: Vec<(&str, f64)> = kernel
+            .wgsl_overrides()
+            .iter()
+            .filter(|&&name| name == "TABLE_DTYPE")
+            .map(|&name| (name, f64::from(dtype_code)))
+            .collect();
+        let pipeline = self.scoped(|| {
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &constants,
+                        zero_initialize_workgroup_memory: true,
+                    },
+                    cache: None,
+                })
+        })?;
+        self.pipelines
+            .lock()
+            .map_err(backend_error)?
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn submit(&self, encoder: wgpu::CommandEncoder) {
+        self.queue.submit([encoder.finish()]);
+    }
+
+    fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+    }
+}
+
+fn dtype_code(dtype: DType) -> u32 {
+    match dtype {
+        DType::F16 => 1,
+        DType::BF16 => 2,
+        _ => 0,
+    }
+}
+
+impl Gpu for WgpuDevice {
+    type Buffer = wgpu::Buffer;
+    const BACKEND: Backend = Backend::Wgpu;
+
+    fn buffer<'t, T: Element>(
+        op: &'static str,
+        arg: &'static str,
+        t: &'t Tensor<T>,
+    ) -> Result<&'t wgpu::Buffer> {
+        match t.storage() {
+            Storage::Wgpu(s) => Ok(&s.buffer),
+            _ => Err(Error::DeviceMismatch {
+                op,
+                arg,
+                expected: "wgpu".into(),
+                got: t.device().to_string(),
+            }),
+        }
+    }
+
+    fn wrap<T: Element>(
+        self: &Arc<Self>,
+        shape: &[usize],
+        buffer: wgpu::Buffer,
+    ) -> Result<Tensor<T>> {
+        Tensor::from_storage(
+            shape,
+            Storage::Wgpu(WgpuStorage {
+                device: Arc::clone(self),
+                buffer,
+            }),
+        )
+    }
+
+    fn alloc(&self, bytes: usize, fill: Fill) -> Result<wgpu::Buffer> {
+        self.scoped(|| {
+            // wgpu zero-initialises every new buffer.
+            let buffer = self.storage_buffer(bytes);
+            let pattern = match fill {
+                Fill::Zero => None,
+                Fill::Word(w) => Some(w),
+                Fill::Output => poisoning().then_some(POISON_BITS),
+            };
+            if let Some(w) = pattern {
+                let words = bytes.max(4).div_ceil(4);
+                let data: Vec<u32> = vec![w; words];
+                self.queue
+                    .write_buffer(&buffer, 0, bytemuck::cast_slice(&data));
+            }
+            buffer
+        })
+    }
+
+    fn download(&self, buffer: &wgpu::Buffer, bytes: usize) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let padded = (bytes.div_ceil(4) * 4) as u64;
+        let staging = self.scoped(|| {
+            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("download"),
+                size: padded,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut encoder = self.encoder();
+            encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, padded);
+            self.submit(encoder);
+            staging
+        })?;
+        let slice = staging.slice(..);
+        let (tx, rx) = mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            // The receiver waits below; a send can only fail if it is gone.
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(backend_error)?;
+        rx.recv().map_err(backend_error)?.map_err(backend_error)?;
+        let data = slice.get_mapped_range().map_err(backend_error)?[..bytes].to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
+    fn copy(
+        &self,
+        src: &wgpu::Buffer,
+        src_offset: usize,
+        dst: &mut wgpu::Buffer,
+        dst_offset: usize,
+        bytes: usize,
+    ) -> Result<()> {
+        self.scoped(|| {
+            let mut encoder = self.encoder();
+            encoder.copy_buffer_to_buffer(
+                src,
+                src_offset as u64,
+                dst,
+                dst_offset as u64,
+                bytes as u64,
+            );
+            self.submit(encoder);
+        })
+    }
+
+    fn launch(&self, l: &Launch<'_, wgpu::Buffer>) -> Result<()> {
+        let size = l.kernel.wgsl_workgroup_size(l.entry);
+        if size != l.threads {
+            return Err(backend_error(format!(
+                "{}: launched with {} threads, the shader's workgroup has {size}",
+                l.entry, l.threads
+            )));
+        }
+        let pipeline = self.pipeline(l.kernel, l.entry, dtype_code(l.table_dtype))?;
+        let mut missing = None;
+        let result = self.scoped(|| {
+            let params = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("params"),
+                size: l.params.len() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            self.queue.write_buffer(&params, 0, l.params);
+            // The derived layout holds exactly the bindings the entry point uses.
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: params.as_entire_binding(),
+            }];
+            for &binding in l.kernel.wgsl_bindings(l.entry).iter().filter(|&&b| b > 0) {
+                match l.args.get(binding as usize - 1).copied().flatten() {
+                    Some(buffer) => entries.push(wgpu::BindGroupEntry {
+                        binding,
+                        resource: buffer.as_entire_binding(),
+                    }),
+                    None => missing = Some(binding),
+                }
+            }
+            if missing.is_some() {
+                return;
+            }
+            let layout = pipeline.get_bind_group_layout(0);
+            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(l.entry),
+                layout: &layout,
+                entries: &entries,
+            });
+            let mut encoder = self.encoder();
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(l.entry),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
+            }
+            self.submit(encoder);
+        });
+        if let Some(binding) = missing {
+            return Err(backend_error(format!(
+                "{}: no buffer for @binding({binding})",
+                l.entry
+            )));
+        }
+        result
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(backend_error)
+    }
+
+    fn max_binding_bytes(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
+    fn has_float_atomics(&self) -> bool {
+        false
+    }
+}
+
+/// Opens the default adapter as a [`Device`].
+pub(crate) fn device() -> Result<Device> {
+    Ok(Device {
+        inner: DeviceInner::Wgpu(Arc::new(WgpuDevice::open()?)),
+    })
 }

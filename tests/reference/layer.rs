@@ -121,7 +121,9 @@ fn layer_composed_from_public_ops_matches_the_reference_layer() {
     cfg.heads = 2;
     let (p, _) = init_params(&cfg, InitScheme::ReleasedCode, 5).unwrap();
     let x = normals_f32(&mut SplitMix64::new(6), 9 * cfg.d_model);
-    let got = forward_with_ops(&Device::cpu(), &cfg, &p, &x).unwrap();
+    let got = forward_with_ops(&Device::cpu(), &Device::cpu(), &cfg, &p, &x)
+        .unwrap()
+        .out;
     let want = ultramem_v2_layer::forward(&cfg, &p, &x).unwrap();
     // The op path rounds q, K̂, scores and z to f32 between ops: relative error ~1e-7 per
     // stage, so 1e-5 relative with an absolute floor of 1e-6·max|o| holds unless a selection
@@ -150,7 +152,9 @@ fn layer_with_no_tokens_returns_empty_output_and_zero_gradients() {
         assert!(grad.iter().all(|&x| x == 0.0));
     }
     assert_eq!(
-        forward_with_ops(&Device::cpu(), &cfg, &p, &[]).unwrap(),
+        forward_with_ops(&Device::cpu(), &Device::cpu(), &cfg, &p, &[])
+            .unwrap()
+            .out,
         Vec::<f32>::new()
     );
 }

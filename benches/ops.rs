@@ -1,0 +1,274 @@
+//! Criterion benches of every op with kernels, on every device found (the CPU reference is the
+//! baseline line), plus the device's copy bandwidth to hold the results against.
+//!
+//! Throughput is the cost model's minimum bytes (distinct rows read once, outputs written once),
+//! so criterion prints GB/s; the FLOPs of each case are printed once. Inputs are built and
+//! uploaded outside the timed region; every timed call ends with the device synchronised (the
+//! ops read their status word back). Rows are uniform random (the honest worst case).
+//!
+//! `ULTRAMEM_BENCH_SIZE=large` uses multi-GB bf16 tables (for a GPU; the default is small
+//! enough for the CPU and lavapipe). `ULTRAMEM_BENCH_DEVICES=cuda,wgpu,cpu` picks devices.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ultramem::cost::count_distinct;
+use ultramem::registry::KernelId;
+use ultramem::rng::SplitMix64;
+use ultramem::*;
+
+fn devices() -> Vec<Device> {
+    let wanted = std::env::var("ULTRAMEM_BENCH_DEVICES").unwrap_or_else(|_| "cuda,wgpu,cpu".into());
+    let mut out = Vec::new();
+    for name in wanted.split(',') {
+        let dev = match name.trim() {
+            "cuda" => Device::cuda(0),
+            "wgpu" => Device::wgpu(),
+            "cpu" => Ok(Device::cpu()),
+            other => panic!("unknown device {other}"),
+        };
+        match dev {
+            Ok(d) => out.push(d),
+            Err(e) => eprintln!("bench: skipping {name}: {e}"),
+        }
+    }
+    out
+}
+
+fn large() -> bool {
+    std::env::var("ULTRAMEM_BENCH_SIZE").is_ok_and(|v| v == "large")
+}
+
+/// (tokens, slots, table rows, width) cases: batch 1 and a batch, at the 1B/7B value width.
+fn shapes(dev: &Device) -> Vec<(usize, usize, usize, usize)> {
+    match (large(), dev.backend()) {
+        // 2^22 rows × 768 bf16 = 6.4 GB: far beyond any L2.
+        (true, Backend::Cuda) => vec![
+            (1, 128, 1 << 22, 768),
+            (256, 128, 1 << 22, 768),
+            (4096, 128, 1 << 22, 768),
+        ],
+        // WebGPU caps a storage binding (128 MiB on lavapipe): the f32 gradients must fit.
+        (_, Backend::Wgpu) => vec![(1, 128, 16_384, 768), (64, 32, 16_384, 256)],
+        _ => vec![(1, 128, 65_536, 768), (64, 32, 65_536, 256)],
+    }
+}
+
+fn name(dev: &Device) -> String {
+    dev.backend().to_string()
+}
+
+fn random_rows(tokens: usize, slots: usize, rows: usize) -> Vec<u32> {
+    let mut rng = SplitMix64::new(7);
+    (0..tokens * slots)
+        .map(|_| rng.below(rows as u64) as u32)
+        .collect()
+}
+
+fn weighted_gather_bench(c: &mut Criterion) {
+    for dev in devices() {
+        let mut group = c.benchmark_group(format!("weighted_gather/{}", name(&dev)));
+        for (tokens, slots, rows, dv) in shapes(&dev) {
+            let idx = random_rows(tokens, slots, rows);
+            let distinct = count_distinct(&idx) as f64;
+            let rows_t = Tensor::from_vec(&dev, &[tokens, slots], idx).unwrap();
+            let w = Tensor::from_vec(&dev, &[tokens, slots, 2], vec![0.5f32; tokens * slots * 2])
+                .unwrap();
+            let table =
+                Tensor::from_vec(&dev, &[rows, dv], vec![bf16::from_f32(0.25); rows * dv]).unwrap();
+            let dout = Tensor::from_vec(&dev, &[tokens, dv], vec![1.0f32; tokens * dv]).unwrap();
+            let args = WeightedGatherArgs {
+                rows: &rows_t,
+                weights: &w,
+                table: &table,
+            };
+            let dims = args.validate().unwrap();
+            let id = format!("T{tokens}_M{slots}_N{rows}_Dv{dv}_bf16");
+            let fwd = dims.cost(2, distinct);
+            println!(
+                "weighted_gather {id} on {dev}: forward {:.3e} bytes, {:.3e} FLOPs",
+                fwd.bytes(),
+                fwd.flops
+            );
+            group.throughput(Throughput::Bytes(fwd.bytes() as u64));
+            group.bench_with_input(BenchmarkId::new("forward", &id), &args, |b, a| {
+                b.iter(|| weighted_gather(a).unwrap())
+            });
+            let bwd = dims.backward_cost(2, distinct);
+            group.throughput(Throughput::Bytes(bwd.bytes() as u64));
+            for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
+                group.bench_with_input(
+                    BenchmarkId::new(format!("backward_{mode:?}"), &id),
+                    &args,
+                    |b, a| b.iter(|| weighted_gather_backward(a, &dout, mode).unwrap()),
+                );
+            }
+        }
+        group.finish();
+    }
+}
+
+fn peer_ffn_bench(c: &mut Criterion) {
+    for dev in devices() {
+        let mut group = c.benchmark_group(format!("peer_ffn/{}", name(&dev)));
+        for (tokens, slots, rows, dv) in shapes(&dev) {
+            let dp = dv / 2;
+            let idx = random_rows(tokens, slots, rows);
+            let distinct = count_distinct(&idx) as f64;
+            let rows_t = Tensor::from_vec(&dev, &[tokens, slots], idx).unwrap();
+            let s = Tensor::from_vec(&dev, &[tokens, slots, 2], vec![0.5f32; tokens * slots * 2])
+                .unwrap();
+            let z = Tensor::from_vec(&dev, &[tokens, dp], vec![0.1f32; tokens * dp]).unwrap();
+            let down =
+                Tensor::from_vec(&dev, &[rows, dp], vec![bf16::from_f32(0.25); rows * dp]).unwrap();
+            let up =
+                Tensor::from_vec(&dev, &[rows, dv], vec![bf16::from_f32(0.25); rows * dv]).unwrap();
+            let dout = Tensor::from_vec(&dev, &[tokens, dv], vec![1.0f32; tokens * dv]).unwrap();
+            let args = PeerFfnArgs {
+                rows: &rows_t,
+                scores: &s,
+                z: &z,
+                down: &down,
+                up: &up,
+                activation: Activation::Identity,
+            };
+            let dims = args.validate().unwrap();
+            let id = format!("T{tokens}_M{slots}_N{rows}_Dp{dp}_Dv{dv}_bf16");
+            let fwd = dims.cost(2, distinct);
+            println!(
+                "peer_ffn {id} on {dev}: forward {:.3e} bytes, {:.3e} FLOPs",
+                fwd.bytes(),
+                fwd.flops
+            );
+            group.throughput(Throughput::Bytes(fwd.bytes() as u64));
+            group.bench_with_input(BenchmarkId::new("forward", &id), &args, |b, a| {
+                b.iter(|| peer_ffn(a).unwrap())
+            });
+            group.throughput(Throughput::Bytes(
+                dims.backward_cost(2, distinct).bytes() as u64
+            ));
+            for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
+                group.bench_with_input(
+                    BenchmarkId::new(format!("backward_{mode:?}"), &id),
+                    &args,
+                    |b, a| b.iter(|| peer_ffn_backward(a, &dout, mode).unwrap()),
+                );
+            }
+        }
+        group.finish();
+    }
+}
+
+fn row_sort_bench(c: &mut Criterion) {
+    for dev in devices() {
+        let mut group = c.benchmark_group(format!("row_sort/{}", name(&dev)));
+        for (tokens, slots, rows, _) in shapes(&dev) {
+            let rows_t =
+                Tensor::from_vec(&dev, &[tokens, slots], random_rows(tokens, slots, rows)).unwrap();
+            let args = RowSortArgs {
+                rows: &rows_t,
+                n_rows: rows,
+            };
+            group.throughput(Throughput::Bytes(
+                args.validate().unwrap().cost().bytes() as u64
+            ));
+            group.bench_with_input(
+                BenchmarkId::from_parameter(format!("T{tokens}_M{slots}_N{rows}")),
+                &args,
+                |b, a| {
+                    b.iter(|| {
+                        let order = row_sort(a).unwrap();
+                        dev.synchronize().unwrap();
+                        order
+                    })
+                },
+            );
+        }
+        group.finish();
+    }
+}
+
+/// Device-to-device copy: the ceiling the value kernels are held against.
+fn copy_bandwidth_bench(c: &mut Criterion) {
+    for dev in devices() {
+        let mut group = c.benchmark_group(format!("copy/{}", name(&dev)));
+        let words = if large() && dev.backend() == Backend::Cuda {
+            1 << 28
+        } else {
+            1 << 22
+        };
+        let src = Tensor::from_vec(&dev, &[words], vec![1u32; words]).unwrap();
+        // A copy reads and writes every byte.
+        group.throughput(Throughput::Bytes((2 * 4 * words) as u64));
+        group.bench_function(format!("{} MB", (4 * words) >> 20), |b| {
+            b.iter(|| {
+                let copy = src.try_clone().unwrap();
+                dev.synchronize().unwrap();
+                copy
+            })
+        });
+        group.finish();
+    }
+}
+
+/// Adding a kernel file does not compile until this match names its bench.
+fn kernel_benches(c: &mut Criterion) {
+    for &id in KernelId::ALL {
+        match id {
+            KernelId::WeightedGather => weighted_gather_bench(c),
+            KernelId::PeerFfn => peer_ffn_bench(c),
+            KernelId::RowSort => row_sort_bench(c),
+        }
+    }
+}
+
+fn tucker_topk_cpu_bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tucker_topk/cpu");
+    let dev = Device::cpu();
+    // UltraMemV2-227M/1.2B scoring shape: n 360, Dk 192, m = K1 = 32, R = Cn = 2.
+    let (tokens, n, dk, m) = (4usize, 360usize, 192usize, 32usize);
+    let mut rng = SplitMix64::new(2);
+    let mut tensor = |shape: &[usize]| {
+        let len = shape.iter().product();
+        Tensor::from_vec(
+            &dev,
+            shape,
+            rng.normals(len, 1.0)
+                .into_iter()
+                .map(|x| x as f32)
+                .collect(),
+        )
+        .unwrap()
+    };
+    let q = tensor(&[tokens, 1, 2, 2, dk]);
+    let keys = tensor(&[1, 2, 2, n, dk]);
+    let cores = tensor(&[1, 2, 2, 2]);
+    let u = tensor(&[1, 2]);
+    let v = tensor(&[1, 2]);
+    let args = TuckerTopkArgs {
+        q: &q,
+        keys: &keys,
+        cores: &cores,
+        u: &u,
+        v: &v,
+        k1: None,
+        m,
+    };
+    let cost = args.validate().unwrap().cost(4);
+    println!(
+        "tucker_topk T={tokens} n={n} Dk={dk} m={m}: {:.3e} bytes, {:.3e} FLOPs",
+        cost.bytes(),
+        cost.flops
+    );
+    group.throughput(Throughput::Bytes(cost.bytes() as u64));
+    group.bench_function("paper_227m_1_2b_T4", |b| {
+        b.iter(|| tucker_topk(&args).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    copy_bandwidth_bench,
+    kernel_benches,
+    tucker_topk_cpu_bench
+);
+criterion_main!(benches);

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the test and bench executables on a machine without a GPU and copies them, with the
+# GPU check script, into gpu-bundle/ (ignored by git) for a GPU machine that has no Rust.
+#
+#   scripts/build-gpu-bundle.sh            # then run gpu-bundle/gpu-check.sh there
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rm -rf gpu-bundle && mkdir -p gpu-bundle
+json=$( { cargo test --release --all-features --no-run --message-format=json;
+          cargo bench --all-features --no-run --message-format=json; } 2>/dev/null )
+python3 - "$json" <<'PY'
+import json, shutil, sys
+for line in sys.argv[1].splitlines():
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    exe = msg.get("executable")
+    target = msg.get("target", {})
+    if exe and target.get("kind") in (["test"], ["bench"]) and target.get("name") in ("differential", "bad_input", "ops"):
+        shutil.copy(exe, f"gpu-bundle/{target['name']}")
+        print("bundled", target["name"])
+PY
+cp scripts/gpu-check.sh gpu-bundle/
+ls -la gpu-bundle

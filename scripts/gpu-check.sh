@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The GPU check: run on a machine with an NVIDIA GPU, the CUDA driver and tools (nvidia-smi,
+# compute-sanitizer) but no Rust, from a bundle made by scripts/build-gpu-bundle.sh.
+#
+#   gpu-check.sh [BUNDLE_DIR] [OUT_DIR]     (defaults: the script's folder, $OUT or ./gpu-logs)
+#
+# Every log goes into OUT_DIR; the exit status is non-zero if any step failed. Steps:
+#  1. the card and driver (nvidia-smi);
+#  2. the differential tests with CUDA required and many proptest cases;
+#  3. compute-sanitizer memcheck and racecheck over the CUDA differential tests (fewer cases);
+#  4. the benches on CUDA with multi-GB tables (gather, PEER, row sort, copy bandwidth).
+set -uo pipefail
+bundle="${1:-$(cd "$(dirname "$0")" && pwd)}"
+out="${2:-${OUT:-./gpu-logs}}"
+mkdir -p "$out"
+status=0
+step() {
+    local name="$1"; shift
+    echo "== $name: $*" | tee -a "$out/summary.txt"
+    local t0=$SECONDS
+    if "$@" >"$out/$name.log" 2>&1; then
+        echo "   ok ($((SECONDS - t0)) s)" | tee -a "$out/summary.txt"
+    else
+        echo "   FAILED with $? ($((SECONDS - t0)) s); see $name.log" | tee -a "$out/summary.txt"
+        status=1
+    fi
+}
+date -u +"%Y-%m-%dT%H:%M:%SZ" >"$out/summary.txt"
+step nvidia-smi nvidia-smi
+export ULTRAMEM_REQUIRE_CUDA=1
+step differential env ULTRAMEM_PROPTEST_CASES=512 "$bundle/differential" --test-threads=4 cuda ptx
+step bad_input "$bundle/bad_input"
+if command -v compute-sanitizer >/dev/null; then
+    for tool in memcheck racecheck; do
+        step "sanitizer-$tool" env ULTRAMEM_PROPTEST_CASES=16 compute-sanitizer --tool "$tool" --error-exitcode 1 \
+            "$bundle/differential" --test-threads=1 on_cuda
+    done
+else
+    echo "== compute-sanitizer not found: sanitizer steps NOT run" | tee -a "$out/summary.txt"
+    status=1
+fi
+step bench env ULTRAMEM_BENCH_SIZE=large ULTRAMEM_BENCH_DEVICES=cuda "$bundle/ops" --bench \
+    --warm-up-time 1 --measurement-time 3 --noplot
+exit $status

@@ -1,0 +1,189 @@
+// weighted_gather.wgsl — weighted gather with core split, forward and backward.
+//
+// Twin of kernels/weighted_gather.ptx; reference src/reference/weighted_gather.rs.
+//
+// forward:          out[t, col] = Σ_k w[t, k, col / slice_width] · table[rows[t, k], col]
+// backward_slots:   dw[t, k, c] = Σ_{col in slice c} table[rows[t, k], col] · g[t, col]
+// backward_rows:    dtable[r, col] = Σ_{slots s with rows[s] = r, in (token, slot) order}
+//                                    w[s, col / slice_width] · g[token(s), col]
+//                   (deterministic: `order` lists the slots sorted by row, stably; a
+//                   workgroup starting a run of equal rows sums the whole run; other rows of
+//                   dtable must be zero beforehand)
+//
+// Launch: workgroups of 128 invocations on a (grid_x, grid_y) grid flattened to
+// wid = wg.x + wg.y·grid_x (WebGPU caps each dimension at 65535). forward: one workgroup per
+// (token, 128-column chunk); backward_slots: one per slot; backward_rows: one per sorted
+// position.
+//
+// Bounds: every row index is checked against `rows` (N) before the table is read; a bad one is
+// skipped and its slot's flat position lowered into status[0] with atomicMin, which the host
+// turns into Error::IndexOutOfRange. Indices are u32: the host checks that every element index
+// fits (the table lives in one storage binding, at most 4 GiB).
+//
+// Tables are bound as array<u32> whatever their dtype; TABLE_DTYPE (0 f32, 1 f16, 2 bf16)
+// selects the unpacking at pipeline creation. 16-bit elements are packed two per word, element
+// 2j in the low half; f16 is widened by bit manipulation, so no adapter feature (shader-f16 or
+// naga's f16-in-f32) is needed and every adapter takes every dtype.
+
+override TABLE_DTYPE: u32 = 0u;
+
+const WG: u32 = 128u;
+
+// The host's ValueParams, field for field (src/gpu/params.rs).
+struct Params {
+    tokens: u32,
+    slots: u32,
+    cores: u32,
+    rows: u32,
+    width: u32,        // row width of the table and of g (Dv, or Dp for PEER's down table)
+    slice_width: u32,  // width / cores
+    chunks: u32,       // ceil(width / WG)
+    grid_x: u32,
+    entries: u32,      // tokens · slots
+    activation: u32,
+    flags: u32,
+    dp: u32,
+    dv: u32,
+    table_dtype: u32,  // the PTX twin's dtype switch; WGSL uses TABLE_DTYPE
+    pad0: u32,
+    pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> rows: array<u32>;
+@group(0) @binding(2) var<storage, read> weights: array<f32>;
+@group(0) @binding(3) var<storage, read> table: array<u32>;
+@group(0) @binding(4) var<storage, read> g: array<f32>;
+@group(0) @binding(5) var<storage, read> order: array<u32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> status: array<atomic<u32>>;
+
+var<workgroup> partial: array<f32, WG>;
+
+// IEEE binary16 bits (low 16 bits of h) to f32, exactly; no adapter feature needed.
+fn f16_to_f32(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let exponent = (h >> 10u) & 0x1fu;
+    let mantissa = h & 0x3ffu;
+    if exponent == 0u {
+        // Zero or subnormal: mantissa · 2^-24, exact in f32.
+        let v = f32(mantissa) * 5.9604644775390625e-8;
+        return select(v, -v, sign != 0u);
+    }
+    if exponent == 31u {
+        return bitcast<f32>(sign | 0x7f800000u | (mantissa << 13u));
+    }
+    return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
+}
+
+fn load_table(i: u32) -> f32 {
+    switch TABLE_DTYPE {
+        case 0u: {
+            return bitcast<f32>(table[i]);
+        }
+        case 1u: {
+            return f16_to_f32(table[i >> 1u] >> ((i & 1u) * 16u));
+        }
+        default: {
+            let word = table[i >> 1u];
+            return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u));
+        }
+    }
+}
+
+fn flat_id(wg: vec3<u32>) -> u32 {
+    return wg.x + wg.y * p.grid_x;
+}
+
+@compute @workgroup_size(128)
+fn weighted_gather_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let wid = flat_id(wg);
+    let t = wid / p.chunks;
+    let col = (wid % p.chunks) * WG + lid.x;
+    if t >= p.tokens || col >= p.width {
+        return;
+    }
+    let c = col / p.slice_width;
+    var acc = 0.0;
+    for (var k = 0u; k < p.slots; k++) {
+        let slot = t * p.slots + k;
+        let r = rows[slot];
+        if r >= p.rows {
+            if col == 0u {
+                atomicMin(&status[0], slot);
+            }
+            continue;
+        }
+        acc += weights[slot * p.cores + c] * load_table(r * p.width + col);
+    }
+    out[t * p.width + col] = acc;
+}
+
+// Sums `partial` over the workgroup; every invocation must call it.
+fn workgroup_sum(lid: u32, value: f32) -> f32 {
+    partial[lid] = value;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        if lid < stride {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(128)
+fn weighted_gather_backward_slots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let slot = flat_id(wg);
+    if slot >= p.entries {
+        return;
+    }
+    let t = slot / p.slots;
+    let r = rows[slot];
+    // A bad row contributes zeros; every invocation still reaches every barrier.
+    let ok = r < p.rows;
+    let row = select(0u, r, ok);
+    for (var c = 0u; c < p.cores; c++) {
+        var sum = 0.0;
+        if ok {
+            for (var e = lid.x; e < p.slice_width; e += WG) {
+                let col = c * p.slice_width + e;
+                sum += load_table(row * p.width + col) * g[t * p.width + col];
+            }
+        }
+        let total = workgroup_sum(lid.x, sum);
+        if lid.x == 0u {
+            out[slot * p.cores + c] = total;
+        }
+    }
+    if !ok && lid.x == 0u {
+        atomicMin(&status[0], slot);
+    }
+}
+
+@compute @workgroup_size(128)
+fn weighted_gather_backward_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let pos = flat_id(wg);
+    if pos >= p.entries {
+        return;
+    }
+    let r = rows[order[pos]];
+    // Bad rows sort last and were reported by backward_slots; a run is summed by its head.
+    if r >= p.rows || (pos > 0u && rows[order[pos - 1u]] == r) {
+        return;
+    }
+    for (var col = lid.x; col < p.width; col += WG) {
+        let c = col / p.slice_width;
+        var acc = 0.0;
+        for (var q = pos; q < p.entries; q++) {
+            let s = order[q];
+            if rows[s] != r {
+                break;
+            }
+            acc += weights[s * p.cores + c] * g[(s / p.slots) * p.width + col];
+        }
+        out[r * p.width + col] = acc;
+    }
+}

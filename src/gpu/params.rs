@@ -1,0 +1,82 @@
+//! The parameter structs the kernels take: by value in PTX (`.param .align 4 .b8 params[N]`),
+//! as a uniform buffer in WGSL (`struct Params`). Field order and sizes are the contract with
+//! `kernels/*.ptx` and `shaders/*.wgsl`; a test checks the sizes against the registry.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Parameters of the value-path kernels (`weighted_gather`, `peer_ffn`): 64 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub(crate) struct ValueParams {
+    pub tokens: u32,
+    pub slots: u32,
+    pub cores: u32,
+    /// Table rows `N`: every row index is checked against it.
+    pub rows: u32,
+    /// Row width of the table and of `g` read by a weighted-gather kernel.
+    pub width: u32,
+    /// `width / cores` (weighted gather), `dv / cores` (PEER).
+    pub slice_width: u32,
+    /// `ceil(width / 128)`: column chunks of the forward gather.
+    pub chunks: u32,
+    /// Workgroups in x of the flattened launch grid.
+    pub grid_x: u32,
+    /// `tokens · slots`.
+    pub entries: u32,
+    /// PEER's φ: 0 identity, 1 relu, 2 gelu, 3 silu.
+    pub activation: u32,
+    /// Bit 0: Atomic backward (PTX only).
+    pub flags: u32,
+    pub dp: u32,
+    pub dv: u32,
+    /// 0 f32, 1 f16, 2 bf16 (PTX reads it; WGSL uses the `TABLE_DTYPE` override).
+    pub table_dtype: u32,
+    pub pad0: u32,
+    pub pad1: u32,
+}
+
+/// Parameters of the row sort: 32 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub(crate) struct SortParams {
+    pub entries: u32,
+    /// `N`: the sentinel key of a bad row.
+    pub rows: u32,
+    /// The digit's bit offset in this pass.
+    pub shift: u32,
+    /// `ceil(entries / 256)`.
+    pub tiles: u32,
+    pub grid_x: u32,
+    pub pad0: u32,
+    pub pad1: u32,
+    pub pad2: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::KernelId;
+
+    #[test]
+    fn parameter_structs_match_every_kernel_entry() {
+        for &id in KernelId::ALL {
+            let want = match id {
+                KernelId::WeightedGather | KernelId::PeerFfn => std::mem::size_of::<ValueParams>(),
+                KernelId::RowSort => std::mem::size_of::<SortParams>(),
+            };
+            for &(entry, bytes, _) in id.entries() {
+                assert_eq!(
+                    bytes, want,
+                    "{entry}: PTX params[{bytes}] vs the Rust struct's {want} bytes"
+                );
+                assert!(
+                    id.wgsl_bindings(entry).contains(&0),
+                    "{entry}: WGSL binds its Params at 0"
+                );
+            }
+        }
+        // WGSL uniform structs are padded to 16 bytes.
+        assert_eq!(std::mem::size_of::<ValueParams>() % 16, 0);
+        assert_eq!(std::mem::size_of::<SortParams>() % 16, 0);
+    }
+}

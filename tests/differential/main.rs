@@ -1,0 +1,34 @@
+//! Every kernel on every GPU backend against the CPU reference, on random inputs drawn by
+//! proptest. One binary; each backend is opened once. A backend that is not there is skipped with
+//! a line on stderr, or fails the run when `ULTRAMEM_REQUIRE_WGPU=1` / `ULTRAMEM_REQUIRE_CUDA=1`.
+
+mod common;
+mod layer;
+mod peer_ffn;
+mod ptx;
+mod row_sort;
+mod weighted_gather;
+
+use ultramem::registry::KernelId;
+
+/// Adding a kernel file does not compile until this match names its differential tests.
+#[test]
+fn every_kernel_has_differential_tests() {
+    for &id in KernelId::ALL {
+        let tests: &[&str] = match id {
+            KernelId::WeightedGather => &[
+                "weighted_gather::weighted_gather_matches_reference_on_wgpu",
+                "weighted_gather::weighted_gather_matches_reference_on_cuda",
+            ],
+            KernelId::PeerFfn => &[
+                "peer_ffn::peer_ffn_matches_reference_on_wgpu",
+                "peer_ffn::peer_ffn_matches_reference_on_cuda",
+            ],
+            KernelId::RowSort => &[
+                "row_sort::row_sort_matches_reference_on_wgpu",
+                "row_sort::row_sort_matches_reference_on_cuda",
+            ],
+        };
+        assert!(!tests.is_empty(), "{}", id.stem());
+    }
+}

@@ -1,0 +1,206 @@
+//! `weighted_gather` forward and backward (both modes) on the GPUs against the CPU reference.
+//!
+//! Tolerance, argued from f32: the kernels read the same table values (bf16/f16 widen to f32
+//! exactly) and sum K products in f32, in some order. Any order of K additions of products has
+//! error at most γ_{K+1}·Σ|terms| ≈ (K+1)·2⁻²⁴·Σ|terms|, so each element's bound is
+//! 2·(K+1)·u·S with S the same sum over absolute values (the reference run on |inputs|), K the
+//! number of summed terms (M for the output, the slice width for dw, T·M for dtable).
+
+use crate::common::{assert_within, cuda, host, on, table_of, wgpu, U32};
+use proptest::prelude::*;
+use ultramem::reference::weighted_gather as reference;
+use ultramem::*;
+
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub d: WeightedGatherDims,
+    pub rows: Vec<u32>,
+    pub w: Vec<f64>,
+    pub table: Vec<f64>,
+    pub dout: Vec<f64>,
+}
+
+/// Odd sizes, T = 0, widths on both sides of the 128-thread chunk, duplicate rows within a
+/// token, and the last valid row.
+pub fn case() -> impl Strategy<Value = Case> {
+    (
+        0usize..5,
+        1usize..7,
+        1usize..4,
+        prop_oneof![1usize..9, 60usize..70, 125usize..135],
+        1usize..40,
+    )
+        .prop_flat_map(|(t, m, cn, width, n)| {
+            let d = WeightedGatherDims {
+                tokens: t,
+                slots: m,
+                cores: cn,
+                rows: n,
+                dv: cn * width,
+            };
+            let row = prop_oneof![6 => 0..n as u32, 1 => Just(n as u32 - 1), 1 => Just(0u32)];
+            (
+                Just(d),
+                proptest::collection::vec(row, t * m),
+                proptest::collection::vec(-4.0f64..4.0, t * m * cn),
+                proptest::collection::vec(-4.0f64..4.0, n * cn * width),
+                proptest::collection::vec(-4.0f64..4.0, t * cn * width),
+            )
+        })
+        .prop_map(|(d, rows, w, table, dout)| Case {
+            d,
+            rows,
+            w,
+            table,
+            dout,
+        })
+}
+
+fn abs(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|x| x.abs()).collect()
+}
+
+fn bound(scale: &[f64], terms: usize) -> Vec<f64> {
+    scale
+        .iter()
+        .map(|s| 2.0 * (terms + 1) as f64 * U32 * s + 1e-30)
+        .collect()
+}
+
+fn check_dtype<V: Float>(dev: &Device, c: &Case) -> std::result::Result<(), TestCaseError> {
+    let d = c.d;
+    let table: Vec<V> = table_of(&c.table);
+    let tv: Vec<f64> = table.iter().map(|x| x.to_f64()).collect();
+    let w32: Vec<f32> = c.w.iter().map(|&x| x as f32).collect();
+    let g32: Vec<f32> = c.dout.iter().map(|&x| x as f32).collect();
+    let (w, g) = (host_f32(&w32), host_f32(&g32));
+    let rows_t = on(dev, &[d.tokens, d.slots], &c.rows);
+    let w_t = on(dev, &[d.tokens, d.slots, d.cores], &w32);
+    let table_t = on(dev, &[d.rows, d.dv], &table);
+    let dout_t = on(dev, &[d.tokens, d.dv], &g32);
+    let args = WeightedGatherArgs {
+        rows: &rows_t,
+        weights: &w_t,
+        table: &table_t,
+    };
+
+    let want = reference::forward(&d, &c.rows, &w, &tv).unwrap();
+    let scale = reference::forward(&d, &c.rows, &abs(&w), &abs(&tv)).unwrap();
+    let got = host(&weighted_gather(&args).unwrap());
+    assert_within(
+        &format!("forward {:?}", V::DTYPE),
+        &got,
+        &want,
+        &bound(&scale, d.slots),
+    );
+
+    let (want_dw, want_dt) = reference::backward(&d, &c.rows, &w, &tv, &g).unwrap();
+    let (scale_dw, scale_dt) =
+        reference::backward(&d, &c.rows, &abs(&w), &abs(&tv), &abs(&g)).unwrap();
+    for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
+        let grads = weighted_gather_backward(&args, &dout_t, mode).unwrap();
+        assert_within(
+            &format!("dweights {mode:?}"),
+            &host(&grads.dweights),
+            &want_dw,
+            &bound(&scale_dw, d.dv / d.cores),
+        );
+        assert_within(
+            &format!("dtable {mode:?}"),
+            &host(&grads.dtable),
+            &want_dt,
+            &bound(&scale_dt, d.tokens * d.slots),
+        );
+    }
+    // The deterministic backward is bitwise reproducible.
+    let first = weighted_gather_backward(&args, &dout_t, BackwardMode::Deterministic).unwrap();
+    let again = weighted_gather_backward(&args, &dout_t, BackwardMode::Deterministic).unwrap();
+    prop_assert_eq!(
+        first.dtable.to_vec().unwrap(),
+        again.dtable.to_vec().unwrap()
+    );
+    prop_assert_eq!(
+        first.dweights.to_vec().unwrap(),
+        again.dweights.to_vec().unwrap()
+    );
+    Ok(())
+}
+
+fn host_f32(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+pub fn check(dev: &Device, c: &Case) -> std::result::Result<(), TestCaseError> {
+    check_dtype::<f32>(dev, c)?;
+    check_dtype::<f16>(dev, c)?;
+    check_dtype::<bf16>(dev, c)
+}
+
+/// A row past the table is the typed error on the device too, with its position.
+pub fn check_bad_row(dev: &Device) {
+    let rows = on(dev, &[2, 3], &[0u32, 4, 1, 2, 5, 4]);
+    let w = on(dev, &[2, 3, 1], &[1.0f32; 6]);
+    let table = on(dev, &[5, 3], &[bf16::from_f32(1.0); 15]);
+    let args = WeightedGatherArgs {
+        rows: &rows,
+        weights: &w,
+        table: &table,
+    };
+    let e = weighted_gather(&args).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::IndexOutOfRange {
+                arg: "rows",
+                position: 4,
+                index: 5,
+                bound: 5,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let dout = on(dev, &[2, 3], &[1.0f32; 6]);
+    for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
+        let e = weighted_gather_backward(&args, &dout, mode).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::IndexOutOfRange {
+                    position: 4,
+                    index: 5,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(crate::common::cases(48))]
+
+    #[test]
+    fn weighted_gather_matches_reference_on_wgpu(c in case()) {
+        if let Some(dev) = wgpu() { check(dev, &c)?; }
+    }
+
+    #[test]
+    fn weighted_gather_matches_reference_on_cuda(c in case()) {
+        if let Some(dev) = cuda() { check(dev, &c)?; }
+    }
+}
+
+#[test]
+fn weighted_gather_rejects_index_past_table_end_on_wgpu() {
+    if let Some(dev) = wgpu() {
+        check_bad_row(dev);
+    }
+}
+
+#[test]
+fn weighted_gather_rejects_index_past_table_end_on_cuda() {
+    if let Some(dev) = cuda() {
+        check_bad_row(dev);
+    }
+}
