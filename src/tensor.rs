@@ -9,7 +9,7 @@ use crate::device::{Device, DeviceInner};
 use crate::dtype::Element;
 use crate::error::{Error, Result};
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, TensorGpu};
 #[cfg(feature = "wgpu")]
 use crate::wgpu_backend::WgpuStorage;
 
@@ -69,12 +69,12 @@ impl<T: Element> Tensor<T> {
             DeviceInner::Cpu => Storage::Cpu(data),
             #[cfg(feature = "cuda")]
             DeviceInner::Cuda(d) => Storage::Cuda(CudaStorage {
-                slice: d.upload(bytemuck::cast_slice(&data))?,
+                slice: d.upload_bytes(bytemuck::cast_slice(&data))?,
                 device: Arc::clone(d),
             }),
             #[cfg(feature = "wgpu")]
             DeviceInner::Wgpu(d) => Storage::Wgpu(WgpuStorage {
-                buffer: d.upload(bytemuck::cast_slice(&data))?,
+                buffer: d.upload_bytes(bytemuck::cast_slice(&data))?,
                 device: Arc::clone(d),
             }),
         };

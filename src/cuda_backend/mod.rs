@@ -23,7 +23,7 @@ use cudarc::nvrtc::Ptx;
 use crate::device::{Backend, Device, DeviceInner};
 use crate::dtype::Element;
 use crate::error::{Error, Result};
-use crate::gpu::{poisoning, Fill, Gpu, Launch, POISON_BITS};
+use crate::gpu::{poisoning, Fill, Gpu, Launch, TensorGpu, POISON_BITS};
 use crate::registry::KernelId;
 use crate::tensor::{Storage, Tensor};
 
@@ -102,7 +102,7 @@ impl CudaDevice {
     }
 
     /// Uploads bytes into a new buffer (rounded up to whole words).
-    pub(crate) fn upload(&self, bytes: &[u8]) -> Result<CudaSlice<u8>> {
+    pub(crate) fn upload_bytes(&self, bytes: &[u8]) -> Result<CudaSlice<u8>> {
         let mut padded = bytes.to_vec();
         padded.resize(bytes.len().max(4).div_ceil(4) * 4, 0);
         self.stream.clone_htod(&padded).map_err(driver_error)
@@ -139,34 +139,8 @@ impl Gpu for CudaDevice {
     type Buffer = CudaSlice<u8>;
     const BACKEND: Backend = Backend::Cuda;
 
-    fn buffer<'t, T: Element>(
-        op: &'static str,
-        arg: &'static str,
-        t: &'t Tensor<T>,
-    ) -> Result<&'t CudaSlice<u8>> {
-        match t.storage() {
-            Storage::Cuda(s) => Ok(&s.slice),
-            _ => Err(Error::DeviceMismatch {
-                op,
-                arg,
-                expected: "cuda".into(),
-                got: t.device().to_string(),
-            }),
-        }
-    }
-
-    fn wrap<T: Element>(
-        self: &Arc<Self>,
-        shape: &[usize],
-        slice: CudaSlice<u8>,
-    ) -> Result<Tensor<T>> {
-        Tensor::from_storage(
-            shape,
-            Storage::Cuda(CudaStorage {
-                device: Arc::clone(self),
-                slice,
-            }),
-        )
+    fn upload(&self, bytes: &[u8]) -> Result<CudaSlice<u8>> {
+        self.upload_bytes(bytes)
     }
 
     fn alloc(&self, bytes: usize, fill: Fill) -> Result<CudaSlice<u8>> {
@@ -182,7 +156,7 @@ impl Gpu for CudaDevice {
                 .stream
                 .alloc_zeros::<u8>(words * 4)
                 .map_err(driver_error),
-            Some(w) => self.upload(bytemuck::cast_slice(&vec![w; words])),
+            Some(w) => self.upload_bytes(bytemuck::cast_slice(&vec![w; words])),
         }
     }
 
@@ -280,6 +254,38 @@ impl Gpu for CudaDevice {
 
     fn has_float_atomics(&self) -> bool {
         true
+    }
+}
+
+impl TensorGpu for CudaDevice {
+    fn buffer<'t, T: Element>(
+        op: &'static str,
+        arg: &'static str,
+        t: &'t Tensor<T>,
+    ) -> Result<&'t CudaSlice<u8>> {
+        match t.storage() {
+            Storage::Cuda(s) => Ok(&s.slice),
+            _ => Err(Error::DeviceMismatch {
+                op,
+                arg,
+                expected: "cuda".into(),
+                got: t.device().to_string(),
+            }),
+        }
+    }
+
+    fn wrap<T: Element>(
+        self: &Arc<Self>,
+        shape: &[usize],
+        slice: CudaSlice<u8>,
+    ) -> Result<Tensor<T>> {
+        Tensor::from_storage(
+            shape,
+            Storage::Cuda(CudaStorage {
+                device: Arc::clone(self),
+                slice,
+            }),
+        )
     }
 }
 

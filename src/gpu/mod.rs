@@ -1,14 +1,24 @@
-//! What the two GPU backends share: the primitives each one implements ([`Gpu`]) and, per op,
-//! the launch sequence written once over them (`gpu/<op>.rs`).
+//! The backend interface: the primitives a GPU backend implements ([`Gpu`]) and, per op, the
+//! launch sequence written once over them (`gpu/<op>.rs`), on untyped device buffers.
 //!
 //! The PTX and WGSL twins of a kernel take the same parameter struct and the same buffers in the
 //! same order (PTX pointer `i` is WGSL `@binding(i + 1)`; binding 0 is the parameters), so one
-//! sequence of launches drives both backends.
+//! sequence of launches drives both backends. Ordinary users call the ops in the crate root;
+//! this module is public so that another executor of the same kernels can run the same launch
+//! sequences — the repo's PTX interpreter does, in the tests. It is not a stable interface.
 
-pub(crate) mod params;
-pub(crate) mod peer_ffn;
-pub(crate) mod row_sort;
-pub(crate) mod weighted_gather;
+#![cfg_attr(
+    not(any(feature = "cuda", feature = "wgpu")),
+    allow(
+        dead_code,
+        reason = "the tensor-level wrappers serve the crate's own GPU backends"
+    )
+)]
+
+pub mod params;
+pub mod peer_ffn;
+pub mod row_sort;
+pub mod weighted_gather;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,7 +31,7 @@ use crate::tensor::Tensor;
 
 /// How a fresh buffer starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Fill {
+pub enum Fill {
     /// All zero bits (accumulators, gradients of untouched rows).
     Zero,
     /// Every 32-bit word set to this pattern (the status word's "no error" = `u32::MAX`).
@@ -32,25 +42,28 @@ pub(crate) enum Fill {
 }
 
 /// The NaN written into outputs when poisoning is on; chosen to be recognisable in a dump.
-pub(crate) const POISON_BITS: u32 = 0x7FC0_DEAD;
+pub const POISON_BITS: u32 = 0x7FC0_DEAD;
 
 static POISON: AtomicBool = AtomicBool::new(false);
 
 /// See [`crate::testing::poison_outputs`].
-pub(crate) fn poison_outputs(on: bool) {
+pub fn poison_outputs(on: bool) {
     POISON.store(on, Ordering::Relaxed);
 }
 
-pub(crate) fn poisoning() -> bool {
+/// Whether [`poison_outputs`] is on (a backend fills [`Fill::Output`] buffers then).
+pub fn poisoning() -> bool {
     POISON.load(Ordering::Relaxed)
 }
 
 /// A buffer argument of a launch: the `i`-th entry is PTX pointer `i`, WGSL `@binding(i + 1)`.
-pub(crate) type Args<'a, B> = &'a [Option<&'a B>];
+pub type Args<'a, B> = &'a [Option<&'a B>];
 
 /// One kernel launch.
-pub(crate) struct Launch<'a, B> {
+pub struct Launch<'a, B> {
+    /// The kernel file pair.
     pub kernel: KernelId,
+    /// The entry point.
     pub entry: &'static str,
     /// The table dtype, for kernels that read a table (WGSL `TABLE_DTYPE`; PTX reads it from
     /// the parameters).
@@ -61,33 +74,27 @@ pub(crate) struct Launch<'a, B> {
     pub table_dtype: DType,
     /// The parameter struct's bytes (its `grid_x` already set from `grid`).
     pub params: &'a [u8],
+    /// The buffers, in the kernel's order; `None` where an entry does not use one.
     pub args: Args<'a, B>,
-    /// Workgroups in x and y (see [`grid`]).
+    /// Workgroups in x and y; kernels flatten them to `wid = x + y·grid_x`.
     pub grid: (u32, u32),
     /// Threads per workgroup (the kernel's fixed size).
     pub threads: u32,
 }
 
 /// A GPU backend's primitives.
-pub(crate) trait Gpu: Send + Sync + Sized + 'static {
+pub trait Gpu: Sized {
     /// An untyped device buffer.
-    type Buffer: Send + Sync;
+    type Buffer;
 
-    /// Which backend this is.
+    /// The backend errors name (an executor of the PTX kernels reports as CUDA).
     const BACKEND: Backend;
-
-    /// The buffer behind a tensor of this backend.
-    fn buffer<'t, T: Element>(
-        op: &'static str,
-        arg: &'static str,
-        t: &'t Tensor<T>,
-    ) -> Result<&'t Self::Buffer>;
-
-    /// A tensor owning `buf`.
-    fn wrap<T: Element>(self: &Arc<Self>, shape: &[usize], buf: Self::Buffer) -> Result<Tensor<T>>;
 
     /// A buffer of `bytes` bytes (rounded up to whole 32-bit words).
     fn alloc(&self, bytes: usize, fill: Fill) -> Result<Self::Buffer>;
+
+    /// A buffer holding `bytes` (rounded up to whole 32-bit words, zero-padded).
+    fn upload(&self, bytes: &[u8]) -> Result<Self::Buffer>;
 
     /// Reads back the first `bytes` bytes.
     fn download(&self, buf: &Self::Buffer, bytes: usize) -> Result<Vec<u8>>;
@@ -113,6 +120,19 @@ pub(crate) trait Gpu: Send + Sync + Sized + 'static {
 
     /// Whether float atomics are available (the `Atomic` backward mode).
     fn has_float_atomics(&self) -> bool;
+}
+
+/// What the crate's own backends add: tensors over their buffers.
+pub(crate) trait TensorGpu: Gpu + Send + Sync + 'static {
+    /// The buffer behind a tensor of this backend.
+    fn buffer<'t, T: Element>(
+        op: &'static str,
+        arg: &'static str,
+        t: &'t Tensor<T>,
+    ) -> Result<&'t Self::Buffer>;
+
+    /// A tensor owning `buf`.
+    fn wrap<T: Element>(self: &Arc<Self>, shape: &[usize], buf: Self::Buffer) -> Result<Tensor<T>>;
 }
 
 /// A flattened launch of `workgroups` workgroups as `(grid_x, grid_y)`, both at most 65535 (the

@@ -7,9 +7,9 @@ use super::params::ValueParams;
 use super::weighted_gather::Gather;
 use super::{
     check_status, fits_binding, fits_u32, grid, row_sort, status_word, table_dtype, Fill, Gpu,
-    Launch,
+    Launch, TensorGpu,
 };
-use crate::dtype::Float;
+use crate::dtype::{DType, Float};
 use crate::error::Result;
 use crate::ops::peer_ffn::{Activation, PeerFfnArgs, PeerFfnDims, PeerFfnGrads};
 use crate::ops::BackwardMode;
@@ -18,6 +18,33 @@ use crate::tensor::Tensor;
 
 const OP: &str = "peer_ffn";
 const THREADS: u32 = 128;
+
+/// The device buffers of one PEER call: `rows[T, M]` (u32), `scores[T, M, Cn]`, `z[T, Dp]`
+/// (f32), `down[N, Dp]`, `up[N, Dv]` (of the table dtype).
+pub struct PeerBuffers<'a, B> {
+    /// Value rows.
+    pub rows: &'a B,
+    /// Per-slot, per-core scores.
+    pub scores: &'a B,
+    /// The pre-value input.
+    pub z: &'a B,
+    /// The down table.
+    pub down: &'a B,
+    /// The up table.
+    pub up: &'a B,
+}
+
+/// The gradients of [`backward`], new f32 buffers.
+pub struct PeerGradBuffers<B> {
+    /// `[T, Dp]`.
+    pub dz: B,
+    /// `[T, M, Cn]`.
+    pub dscores: B,
+    /// `[N, Dp]`.
+    pub ddown: B,
+    /// `[N, Dv]`.
+    pub dup: B,
+}
 
 fn activation_code(a: Activation) -> u32 {
     match a {
@@ -38,8 +65,10 @@ struct Sizes {
     dv: u32,
 }
 
-fn sizes<G: Gpu>(gpu: &G, d: &PeerFfnDims, table_bytes: usize) -> Result<Sizes> {
+fn sizes<G: Gpu>(gpu: &G, d: &PeerFfnDims, dtype: DType) -> Result<Sizes> {
+    table_dtype::<G>(OP, dtype)?;
     let b = G::BACKEND;
+    let table_bytes = dtype.size_bytes();
     fits_u32(OP, b, "T*M*(2Cn+1)", d.tokens * d.slots * (2 * d.cores + 1))?;
     fits_u32(OP, b, "T*Dv", d.tokens * d.dv)?;
     fits_u32(OP, b, "T*Dp", d.tokens * d.dp)?;
@@ -65,9 +94,10 @@ fn sizes<G: Gpu>(gpu: &G, d: &PeerFfnDims, table_bytes: usize) -> Result<Sizes> 
     })
 }
 
-fn launch<G: Gpu, V: Float>(
+fn launch<G: Gpu>(
     gpu: &G,
     entry: &'static str,
+    dtype: DType,
     mut params: ValueParams,
     args: &[Option<&G::Buffer>],
 ) -> Result<()> {
@@ -76,7 +106,7 @@ fn launch<G: Gpu, V: Float>(
     gpu.launch(&Launch {
         kernel: KernelId::PeerFfn,
         entry,
-        table_dtype: V::DTYPE,
+        table_dtype: dtype,
         params: bytemuck::bytes_of(&params),
         args,
         grid: (gx, gy),
@@ -84,7 +114,7 @@ fn launch<G: Gpu, V: Float>(
     })
 }
 
-fn params<G: Gpu, V: Float>(s: &Sizes, activation: Activation) -> Result<ValueParams> {
+fn params<G: Gpu>(s: &Sizes, dtype: DType, activation: Activation) -> Result<ValueParams> {
     Ok(ValueParams {
         tokens: s.tokens,
         slots: s.slots,
@@ -96,35 +126,40 @@ fn params<G: Gpu, V: Float>(s: &Sizes, activation: Activation) -> Result<ValuePa
         activation: activation_code(activation),
         dp: s.dp,
         dv: s.dv,
-        table_dtype: table_dtype::<G>(OP, V::DTYPE)?,
+        table_dtype: table_dtype::<G>(OP, dtype)?,
         ..ValueParams::default()
     })
 }
 
-pub(crate) fn forward<G: Gpu, V: Float>(
-    gpu: &Arc<G>,
-    args: &PeerFfnArgs<'_, V>,
+/// The forward on device buffers: a new `out[T, Dv]` (f32).
+///
+/// # Errors
+/// Sizes past the kernels' limits, a table dtype they cannot read, a row `>= N`, and the
+/// backend's errors.
+pub fn forward<G: Gpu>(
+    gpu: &G,
     d: &PeerFfnDims,
-) -> Result<Tensor<f32>> {
-    let s = sizes(gpu.as_ref(), d, V::DTYPE.size_bytes())?;
-    let p = params::<G, V>(&s, args.activation)?;
-    let status = status_word(gpu.as_ref())?;
-    let rows = G::buffer(OP, "rows", args.rows)?;
-    let up = G::buffer(OP, "up", args.up)?;
+    dtype: DType,
+    activation: Activation,
+    b: &PeerBuffers<'_, G::Buffer>,
+) -> Result<G::Buffer> {
+    let s = sizes(gpu, d, dtype)?;
+    let p = params::<G>(&s, dtype, activation)?;
+    let status = status_word(gpu)?;
     // weights[s, c] = scores[s, c]·φ(<down[ρ], z[t]>), then a weighted gather of the up rows.
     let weights = gpu.alloc(p.entries as usize * d.cores * 4, Fill::Output)?;
     if p.entries > 0 {
         let a = [
-            Some(rows),
-            Some(G::buffer(OP, "scores", args.scores)?),
-            Some(G::buffer(OP, "down", args.down)?),
+            Some(b.rows),
+            Some(b.scores),
+            Some(b.down),
             None,
-            Some(G::buffer(OP, "z", args.z)?),
+            Some(b.z),
             None,
             Some(&weights),
             Some(&status),
         ];
-        launch::<G, V>(gpu.as_ref(), "peer_ffn_alpha", p, &a)?;
+        launch(gpu, "peer_ffn_alpha", dtype, p, &a)?;
     }
     let gather = Gather::<G> {
         tokens: s.tokens,
@@ -132,34 +167,36 @@ pub(crate) fn forward<G: Gpu, V: Float>(
         cores: s.cores,
         rows: s.rows,
         width: s.dv,
-        table_dtype: V::DTYPE,
-        row_buf: rows,
+        table_dtype: dtype,
+        row_buf: b.rows,
         weights: &weights,
-        table: up,
+        table: b.up,
         status: &status,
     };
-    let out = gather.forward(gpu.as_ref())?;
-    check_status(gpu.as_ref(), &status, OP, "rows", rows, u64::from(s.rows))?;
-    gpu.wrap(&[d.tokens, d.dv], out)
+    let out = gather.forward(gpu)?;
+    check_status(gpu, &status, OP, "rows", b.rows, u64::from(s.rows))?;
+    Ok(out)
 }
 
-pub(crate) fn backward<G: Gpu, V: Float>(
-    gpu: &Arc<G>,
-    args: &PeerFfnArgs<'_, V>,
-    dout: &Tensor<f32>,
-    mode: BackwardMode,
+/// The backward on device buffers, given `dout[T, Dv]`. `Atomic` on a backend without float
+/// atomics runs the deterministic path.
+///
+/// # Errors
+/// As [`forward`].
+pub fn backward<G: Gpu>(
+    gpu: &G,
     d: &PeerFfnDims,
-) -> Result<PeerFfnGrads> {
-    let s = sizes(gpu.as_ref(), d, V::DTYPE.size_bytes())?;
-    let mut p = params::<G, V>(&s, args.activation)?;
-    let status = status_word(gpu.as_ref())?;
-    let rows = G::buffer(OP, "rows", args.rows)?;
-    let down = G::buffer(OP, "down", args.down)?;
-    let z = G::buffer(OP, "z", args.z)?;
-    let g = G::buffer(OP, "dout", dout)?;
+    dtype: DType,
+    activation: Activation,
+    mode: BackwardMode,
+    b: &PeerBuffers<'_, G::Buffer>,
+    dout: &G::Buffer,
+) -> Result<PeerGradBuffers<G::Buffer>> {
+    let s = sizes(gpu, d, dtype)?;
+    let mut p = params::<G>(&s, dtype, activation)?;
+    let status = status_word(gpu)?;
     let entries = p.entries as usize;
     let per_core = entries * d.cores * 4;
-    // Atomic is a request: a backend without float atomics (wgpu) runs the deterministic path.
     let atomic = mode == BackwardMode::Atomic && gpu.has_float_atomics();
     let atomic_grads = if atomic {
         Some((
@@ -174,18 +211,18 @@ pub(crate) fn backward<G: Gpu, V: Float>(
     let slots_out = gpu.alloc(2 * per_core + entries * 4, Fill::Output)?;
     if entries > 0 {
         let a = [
-            Some(rows),
-            Some(G::buffer(OP, "scores", args.scores)?),
-            Some(down),
-            Some(G::buffer(OP, "up", args.up)?),
-            Some(z),
-            Some(g),
+            Some(b.rows),
+            Some(b.scores),
+            Some(b.down),
+            Some(b.up),
+            Some(b.z),
+            Some(dout),
             Some(&slots_out),
             Some(&status),
             atomic_grads.as_ref().map(|(dup, _)| dup),
             atomic_grads.as_ref().map(|(_, ddown)| ddown),
         ];
-        launch::<G, V>(gpu.as_ref(), "peer_ffn_backward_slots", p, &a)?;
+        launch(gpu, "peer_ffn_backward_slots", dtype, p, &a)?;
     }
     let region = |offset: usize, bytes: usize| -> Result<G::Buffer> {
         let mut buf = gpu.alloc(bytes, Fill::Output)?;
@@ -194,7 +231,7 @@ pub(crate) fn backward<G: Gpu, V: Float>(
         }
         Ok(buf)
     };
-    let ds = region(0, per_core)?;
+    let dscores = region(0, per_core)?;
     let wv = region(per_core, per_core)?;
     let dalpha = region(2 * per_core, entries * 4)?;
     // dz[t] = Σ_k dα·down[ρ]: a weighted gather of the down rows with one core.
@@ -204,18 +241,18 @@ pub(crate) fn backward<G: Gpu, V: Float>(
         cores: 1,
         rows: s.rows,
         width: s.dp,
-        table_dtype: V::DTYPE,
-        row_buf: rows,
+        table_dtype: dtype,
+        row_buf: b.rows,
         weights: &dalpha,
-        table: down,
+        table: b.down,
         status: &status,
     };
-    let dz = down_gather.forward(gpu.as_ref())?;
+    let dz = down_gather.forward(gpu)?;
     let (dup, ddown) = match atomic_grads {
         Some(grads) => grads,
         None => {
             let order = if entries > 0 {
-                Some(row_sort::sort(gpu.as_ref(), OP, rows, s.rows, p.entries)?)
+                Some(row_sort::sort_rows(gpu, OP, b.rows, s.rows, p.entries)?)
             } else {
                 None
             };
@@ -225,16 +262,68 @@ pub(crate) fn backward<G: Gpu, V: Float>(
                 weights: &wv,
                 ..down_gather
             };
-            let dup = up_scatter.backward_rows(gpu.as_ref(), g, order.as_ref())?;
-            let ddown = down_gather.backward_rows(gpu.as_ref(), z, order.as_ref())?;
+            let dup = up_scatter.backward_rows(gpu, dout, order.as_ref())?;
+            let ddown = down_gather.backward_rows(gpu, b.z, order.as_ref())?;
             (dup, ddown)
         }
     };
-    check_status(gpu.as_ref(), &status, OP, "rows", rows, u64::from(s.rows))?;
+    check_status(gpu, &status, OP, "rows", b.rows, u64::from(s.rows))?;
+    Ok(PeerGradBuffers {
+        dz,
+        dscores,
+        ddown,
+        dup,
+    })
+}
+
+fn buffers<'t, G: TensorGpu, V: Float>(
+    args: &PeerFfnArgs<'t, V>,
+) -> Result<PeerBuffers<'t, G::Buffer>> {
+    Ok(PeerBuffers {
+        rows: G::buffer(OP, "rows", args.rows)?,
+        scores: G::buffer(OP, "scores", args.scores)?,
+        z: G::buffer(OP, "z", args.z)?,
+        down: G::buffer(OP, "down", args.down)?,
+        up: G::buffer(OP, "up", args.up)?,
+    })
+}
+
+pub(crate) fn forward_tensors<G: TensorGpu, V: Float>(
+    gpu: &Arc<G>,
+    args: &PeerFfnArgs<'_, V>,
+    d: &PeerFfnDims,
+) -> Result<Tensor<f32>> {
+    let out = forward(
+        gpu.as_ref(),
+        d,
+        V::DTYPE,
+        args.activation,
+        &buffers::<G, V>(args)?,
+    )?;
+    gpu.wrap(&[d.tokens, d.dv], out)
+}
+
+pub(crate) fn backward_tensors<G: TensorGpu, V: Float>(
+    gpu: &Arc<G>,
+    args: &PeerFfnArgs<'_, V>,
+    dout: &Tensor<f32>,
+    mode: BackwardMode,
+    d: &PeerFfnDims,
+) -> Result<PeerFfnGrads> {
+    let g = G::buffer(OP, "dout", dout)?;
+    let grads = backward(
+        gpu.as_ref(),
+        d,
+        V::DTYPE,
+        args.activation,
+        mode,
+        &buffers::<G, V>(args)?,
+        g,
+    )?;
     Ok(PeerFfnGrads {
-        dz: gpu.wrap(&[d.tokens, d.dp], dz)?,
-        dscores: gpu.wrap(&[d.tokens, d.slots, d.cores], ds)?,
-        ddown: gpu.wrap(&[d.rows, d.dp], ddown)?,
-        dup: gpu.wrap(&[d.rows, d.dv], dup)?,
+        dz: gpu.wrap(&[d.tokens, d.dp], grads.dz)?,
+        dscores: gpu.wrap(&[d.tokens, d.slots, d.cores], grads.dscores)?,
+        ddown: gpu.wrap(&[d.rows, d.dp], grads.ddown)?,
+        dup: gpu.wrap(&[d.rows, d.dv], grads.dup)?,
     })
 }

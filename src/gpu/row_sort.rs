@@ -4,13 +4,14 @@ use super::params::SortParams;
 use super::{grid, Fill, Gpu, Launch};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::ops::row_sort::{RowSortArgs, RowSortDims};
 use crate::registry::KernelId;
 
 const THREADS: u32 = 256;
 
 /// The flat slot indices `0..entries` sorted stably by `min(rows[slot], n_rows)`: the CSR order of
 /// the deterministic backward. `entries` must be at least 1.
-pub(crate) fn sort<G: Gpu>(
+pub(crate) fn sort_rows<G: Gpu>(
     gpu: &G,
     op: &'static str,
     rows: &G::Buffer,
@@ -96,19 +97,27 @@ pub(crate) fn sort<G: Gpu>(
     Ok(if last == 0 { v0 } else { v1 })
 }
 
-/// The public op on a GPU device.
-pub(crate) fn op<G: Gpu>(
-    gpu: &std::sync::Arc<G>,
-    args: &crate::ops::row_sort::RowSortArgs<'_>,
-    d: &crate::ops::row_sort::RowSortDims,
-) -> Result<crate::tensor::Tensor<u32>> {
+/// The row sort on device buffers: a new `order[len]` (u32).
+///
+/// # Errors
+/// More than `2^32 − 1` slots, and the backend's errors.
+pub fn sort<G: Gpu>(gpu: &G, d: &RowSortDims, rows: &G::Buffer) -> Result<G::Buffer> {
     const OP: &str = "row_sort";
     let entries = super::fits_u32(OP, G::BACKEND, "slots", d.len)?;
     // Keys are clamped to N, so N itself must fit a u32 key.
-    let n_rows = super::fits_u32(OP, G::BACKEND, "N", d.rows.min(u32::MAX as usize))?;
+    let n_rows = d.rows.min(u32::MAX as usize) as u32;
     if entries == 0 {
-        return gpu.wrap(&[0], gpu.alloc(0, Fill::Zero)?);
+        return gpu.alloc(0, Fill::Zero);
     }
-    let rows = G::buffer(OP, "rows", args.rows)?;
-    gpu.wrap(&[d.len], sort(gpu.as_ref(), OP, rows, n_rows, entries)?)
+    sort_rows(gpu, OP, rows, n_rows, entries)
+}
+
+/// The public op on one of the crate's GPU devices.
+pub(crate) fn op<G: super::TensorGpu>(
+    gpu: &std::sync::Arc<G>,
+    args: &RowSortArgs<'_>,
+    d: &RowSortDims,
+) -> Result<crate::tensor::Tensor<u32>> {
+    let rows = G::buffer("row_sort", "rows", args.rows)?;
+    gpu.wrap(&[d.len], sort(gpu.as_ref(), d, rows)?)
 }

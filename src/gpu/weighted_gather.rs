@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::params::ValueParams;
 use super::{
     check_status, fits_binding, fits_u32, grid, row_sort, status_word, table_dtype, Fill, Gpu,
-    Launch,
+    Launch, TensorGpu,
 };
 use crate::dtype::{DType, Float};
 use crate::error::Result;
@@ -17,7 +17,18 @@ use crate::tensor::Tensor;
 const OP: &str = "weighted_gather";
 const THREADS: u32 = 128;
 
-/// One gather's buffers and shape, shared with the PEER path that reuses these kernels.
+/// The device buffers of one weighted gather: `rows[T, M]` (u32), `weights[T, M, Cn]` (f32),
+/// `table[N, Dv]` (of the table dtype).
+pub struct GatherBuffers<'a, B> {
+    /// Value rows.
+    pub rows: &'a B,
+    /// Per-slot, per-core weights.
+    pub weights: &'a B,
+    /// The table.
+    pub table: &'a B,
+}
+
+/// One gather's buffers and 32-bit sizes, shared with the PEER path that reuses these kernels.
 pub(crate) struct Gather<'a, G: Gpu> {
     pub tokens: u32,
     pub slots: u32,
@@ -155,101 +166,132 @@ impl<G: Gpu> Gather<'_, G> {
     }
 }
 
-/// Checks the sizes the kernels hold in 32 bits and the buffers against the binding limit.
-pub(crate) fn check_limits<G: Gpu>(
+/// Checks the sizes the kernels hold in 32 bits and the buffers against the binding limit;
+/// returns `(T, M, Cn, N, Dv)`.
+fn sizes<G: Gpu>(
     gpu: &G,
-    op: &'static str,
     d: &WeightedGatherDims,
     table_bytes: usize,
 ) -> Result<(u32, u32, u32, u32, u32)> {
     let b = G::BACKEND;
-    let tokens = fits_u32(op, b, "T", d.tokens)?;
-    let slots = fits_u32(op, b, "M", d.slots)?;
-    fits_u32(op, b, "T*M*Cn", d.tokens * d.slots * d.cores)?;
-    fits_u32(op, b, "T*Dv", d.tokens * d.dv)?;
-    fits_binding(gpu, op, "the table", d.rows * d.dv * table_bytes)?;
-    fits_binding(gpu, op, "the table gradient", d.rows * d.dv * 4)?;
-    fits_binding(gpu, op, "the weights", d.tokens * d.slots * d.cores * 4)?;
+    fits_u32(OP, b, "T*M*Cn", d.tokens * d.slots * d.cores)?;
+    fits_u32(OP, b, "T*Dv", d.tokens * d.dv)?;
+    fits_binding(gpu, OP, "the table", d.rows * d.dv * table_bytes)?;
+    fits_binding(gpu, OP, "the table gradient", d.rows * d.dv * 4)?;
+    fits_binding(gpu, OP, "the weights", d.tokens * d.slots * d.cores * 4)?;
     Ok((
-        tokens,
-        slots,
-        fits_u32(op, b, "Cn", d.cores)?,
-        fits_u32(op, b, "N", d.rows)?,
-        fits_u32(op, b, "Dv", d.dv)?,
+        fits_u32(OP, b, "T", d.tokens)?,
+        fits_u32(OP, b, "M", d.slots)?,
+        fits_u32(OP, b, "Cn", d.cores)?,
+        fits_u32(OP, b, "N", d.rows)?,
+        fits_u32(OP, b, "Dv", d.dv)?,
     ))
 }
 
-pub(crate) fn forward<G: Gpu, V: Float>(
-    gpu: &Arc<G>,
-    args: &WeightedGatherArgs<'_, V>,
+fn gather<'a, G: Gpu>(
+    gpu: &G,
     d: &WeightedGatherDims,
-) -> Result<Tensor<f32>> {
-    table_dtype::<G>(OP, V::DTYPE)?;
-    let (tokens, slots, cores, rows, width) =
-        check_limits(gpu.as_ref(), OP, d, V::DTYPE.size_bytes())?;
-    let status = status_word(gpu.as_ref())?;
-    let row_buf = G::buffer(OP, "rows", args.rows)?;
-    let gather = Gather::<G> {
+    dtype: DType,
+    b: &GatherBuffers<'a, G::Buffer>,
+    status: &'a G::Buffer,
+) -> Result<Gather<'a, G>> {
+    table_dtype::<G>(OP, dtype)?;
+    let (tokens, slots, cores, rows, width) = sizes(gpu, d, dtype.size_bytes())?;
+    Ok(Gather {
         tokens,
         slots,
         cores,
         rows,
         width,
-        table_dtype: V::DTYPE,
-        row_buf,
+        table_dtype: dtype,
+        row_buf: b.rows,
+        weights: b.weights,
+        table: b.table,
+        status,
+    })
+}
+
+/// The forward on device buffers: a new `out[T, Dv]` (f32).
+///
+/// # Errors
+/// Sizes past the kernels' limits, a table dtype they cannot read, a row `>= N`, and the
+/// backend's errors.
+pub fn forward<G: Gpu>(
+    gpu: &G,
+    d: &WeightedGatherDims,
+    table_dtype: DType,
+    b: &GatherBuffers<'_, G::Buffer>,
+) -> Result<G::Buffer> {
+    let status = status_word(gpu)?;
+    let out = gather(gpu, d, table_dtype, b, &status)?.forward(gpu)?;
+    check_status(gpu, &status, OP, "rows", b.rows, d.rows as u64)?;
+    Ok(out)
+}
+
+/// The backward on device buffers: new `(dweights[T, M, Cn], dtable[N, Dv])` (f32). `Atomic`
+/// on a backend without float atomics runs the deterministic path.
+///
+/// # Errors
+/// As [`forward`].
+pub fn backward<G: Gpu>(
+    gpu: &G,
+    d: &WeightedGatherDims,
+    table_dtype: DType,
+    mode: BackwardMode,
+    b: &GatherBuffers<'_, G::Buffer>,
+    dout: &G::Buffer,
+) -> Result<(G::Buffer, G::Buffer)> {
+    let status = status_word(gpu)?;
+    let gather = gather(gpu, d, table_dtype, b, &status)?;
+    let entries = gather.tokens * gather.slots;
+    let grads = if mode == BackwardMode::Atomic && gpu.has_float_atomics() {
+        let dtable = gpu.alloc(d.rows * d.dv * 4, Fill::Zero)?;
+        let dw = gather.backward_slots(gpu, dout, Some(&dtable))?;
+        (dw, dtable)
+    } else {
+        let dw = gather.backward_slots(gpu, dout, None)?;
+        let order = if entries > 0 {
+            Some(row_sort::sort_rows(gpu, OP, b.rows, gather.rows, entries)?)
+        } else {
+            None
+        };
+        let dtable = gather.backward_rows(gpu, dout, order.as_ref())?;
+        (dw, dtable)
+    };
+    check_status(gpu, &status, OP, "rows", b.rows, d.rows as u64)?;
+    Ok(grads)
+}
+
+fn buffers<'t, G: TensorGpu, V: Float>(
+    args: &WeightedGatherArgs<'t, V>,
+) -> Result<GatherBuffers<'t, G::Buffer>> {
+    Ok(GatherBuffers {
+        rows: G::buffer(OP, "rows", args.rows)?,
         weights: G::buffer(OP, "weights", args.weights)?,
         table: G::buffer(OP, "table", args.table)?,
-        status: &status,
-    };
-    let out = gather.forward(gpu.as_ref())?;
-    check_status(gpu.as_ref(), &status, OP, "rows", row_buf, u64::from(rows))?;
+    })
+}
+
+pub(crate) fn forward_tensors<G: TensorGpu, V: Float>(
+    gpu: &Arc<G>,
+    args: &WeightedGatherArgs<'_, V>,
+    d: &WeightedGatherDims,
+) -> Result<Tensor<f32>> {
+    let out = forward(gpu.as_ref(), d, V::DTYPE, &buffers::<G, V>(args)?)?;
     gpu.wrap(&[d.tokens, d.dv], out)
 }
 
-pub(crate) fn backward<G: Gpu, V: Float>(
+pub(crate) fn backward_tensors<G: TensorGpu, V: Float>(
     gpu: &Arc<G>,
     args: &WeightedGatherArgs<'_, V>,
     dout: &Tensor<f32>,
     mode: BackwardMode,
     d: &WeightedGatherDims,
 ) -> Result<WeightedGatherGrads> {
-    table_dtype::<G>(OP, V::DTYPE)?;
-    let (tokens, slots, cores, rows, width) =
-        check_limits(gpu.as_ref(), OP, d, V::DTYPE.size_bytes())?;
-    let status = status_word(gpu.as_ref())?;
-    let row_buf = G::buffer(OP, "rows", args.rows)?;
     let g = G::buffer(OP, "dout", dout)?;
-    let gather = Gather::<G> {
-        tokens,
-        slots,
-        cores,
-        rows,
-        width,
-        table_dtype: V::DTYPE,
-        row_buf,
-        weights: G::buffer(OP, "weights", args.weights)?,
-        table: G::buffer(OP, "table", args.table)?,
-        status: &status,
-    };
-    let entries = tokens * slots;
-    // Atomic is a request: a backend without float atomics (wgpu) runs the deterministic path.
-    let (dweights, dtable) = if mode == BackwardMode::Atomic && gpu.has_float_atomics() {
-        let dtable = gpu.alloc(d.rows * d.dv * 4, Fill::Zero)?;
-        let dw = gather.backward_slots(gpu.as_ref(), g, Some(&dtable))?;
-        (dw, dtable)
-    } else {
-        let dw = gather.backward_slots(gpu.as_ref(), g, None)?;
-        let order = if entries > 0 {
-            Some(row_sort::sort(gpu.as_ref(), OP, row_buf, rows, entries)?)
-        } else {
-            None
-        };
-        let dtable = gather.backward_rows(gpu.as_ref(), g, order.as_ref())?;
-        (dw, dtable)
-    };
-    check_status(gpu.as_ref(), &status, OP, "rows", row_buf, u64::from(rows))?;
+    let (dw, dtable) = backward(gpu.as_ref(), d, V::DTYPE, mode, &buffers::<G, V>(args)?, g)?;
     Ok(WeightedGatherGrads {
-        dweights: gpu.wrap(&[d.tokens, d.slots, d.cores], dweights)?,
+        dweights: gpu.wrap(&[d.tokens, d.slots, d.cores], dw)?,
         dtable: gpu.wrap(&[d.rows, d.dv], dtable)?,
     })
 }

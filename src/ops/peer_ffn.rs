@@ -206,9 +206,9 @@ pub fn peer_ffn<V: Float>(args: &PeerFfnArgs<'_, V>) -> Result<Tensor<f32>> {
             Tensor::from_vec(&device, &[dims.tokens, dims.dv], to_f32(out))
         }
         #[cfg(feature = "cuda")]
-        DeviceInner::Cuda(d) => crate::gpu::peer_ffn::forward(d, args, &dims),
+        DeviceInner::Cuda(d) => crate::gpu::peer_ffn::forward_tensors(d, args, &dims),
         #[cfg(feature = "wgpu")]
-        DeviceInner::Wgpu(d) => crate::gpu::peer_ffn::forward(d, args, &dims),
+        DeviceInner::Wgpu(d) => crate::gpu::peer_ffn::forward_tensors(d, args, &dims),
     }
 }
 
@@ -257,8 +257,8 @@ pub fn peer_ffn_backward<V: Float>(
             })
         }
         #[cfg(feature = "cuda")]
-        DeviceInner::Cuda(d) => crate::gpu::peer_ffn::backward(d, args, dout, mode, &dims),
+        DeviceInner::Cuda(d) => crate::gpu::peer_ffn::backward_tensors(d, args, dout, mode, &dims),
         #[cfg(feature = "wgpu")]
-        DeviceInner::Wgpu(d) => crate::gpu::peer_ffn::backward(d, args, dout, mode, &dims),
+        DeviceInner::Wgpu(d) => crate::gpu::peer_ffn::backward_tensors(d, args, dout, mode, &dims),
     }
 }

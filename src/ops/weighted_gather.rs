@@ -179,9 +179,9 @@ pub fn weighted_gather<V: Float>(args: &WeightedGatherArgs<'_, V>) -> Result<Ten
             Tensor::from_vec(&device, &[dims.tokens, dims.dv], to_f32(out))
         }
         #[cfg(feature = "cuda")]
-        DeviceInner::Cuda(d) => crate::gpu::weighted_gather::forward(d, args, &dims),
+        DeviceInner::Cuda(d) => crate::gpu::weighted_gather::forward_tensors(d, args, &dims),
         #[cfg(feature = "wgpu")]
-        DeviceInner::Wgpu(d) => crate::gpu::weighted_gather::forward(d, args, &dims),
+        DeviceInner::Wgpu(d) => crate::gpu::weighted_gather::forward_tensors(d, args, &dims),
     }
 }
 
@@ -227,8 +227,12 @@ pub fn weighted_gather_backward<V: Float>(
             })
         }
         #[cfg(feature = "cuda")]
-        DeviceInner::Cuda(d) => crate::gpu::weighted_gather::backward(d, args, dout, mode, &dims),
+        DeviceInner::Cuda(d) => {
+            crate::gpu::weighted_gather::backward_tensors(d, args, dout, mode, &dims)
+        }
         #[cfg(feature = "wgpu")]
-        DeviceInner::Wgpu(d) => crate::gpu::weighted_gather::backward(d, args, dout, mode, &dims),
+        DeviceInner::Wgpu(d) => {
+            crate::gpu::weighted_gather::backward_tensors(d, args, dout, mode, &dims)
+        }
     }
 }

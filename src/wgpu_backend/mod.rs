@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use crate::device::{Backend, Device, DeviceInner};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::gpu::{poisoning, Fill, Gpu, Launch, POISON_BITS};
+use crate::gpu::{poisoning, Fill, Gpu, Launch, TensorGpu, POISON_BITS};
 use crate::registry::KernelId;
 use crate::tensor::{Storage, Tensor};
 
@@ -118,7 +118,7 @@ impl WgpuDevice {
     }
 
     /// Uploads bytes into a new storage buffer.
-    pub(crate) fn upload(&self, bytes: &[u8]) -> Result<wgpu::Buffer> {
+    pub(crate) fn upload_bytes(&self, bytes: &[u8]) -> Result<wgpu::Buffer> {
         self.scoped(|| {
             let buffer = self.storage_buffer(bytes.len());
             let whole = bytes.len() / 4 * 4;
@@ -210,34 +210,8 @@ impl Gpu for WgpuDevice {
     type Buffer = wgpu::Buffer;
     const BACKEND: Backend = Backend::Wgpu;
 
-    fn buffer<'t, T: Element>(
-        op: &'static str,
-        arg: &'static str,
-        t: &'t Tensor<T>,
-    ) -> Result<&'t wgpu::Buffer> {
-        match t.storage() {
-            Storage::Wgpu(s) => Ok(&s.buffer),
-            _ => Err(Error::DeviceMismatch {
-                op,
-                arg,
-                expected: "wgpu".into(),
-                got: t.device().to_string(),
-            }),
-        }
-    }
-
-    fn wrap<T: Element>(
-        self: &Arc<Self>,
-        shape: &[usize],
-        buffer: wgpu::Buffer,
-    ) -> Result<Tensor<T>> {
-        Tensor::from_storage(
-            shape,
-            Storage::Wgpu(WgpuStorage {
-                device: Arc::clone(self),
-                buffer,
-            }),
-        )
+    fn upload(&self, bytes: &[u8]) -> Result<wgpu::Buffer> {
+        self.upload_bytes(bytes)
     }
 
     fn alloc(&self, bytes: usize, fill: Fill) -> Result<wgpu::Buffer> {
@@ -389,6 +363,38 @@ impl Gpu for WgpuDevice {
 
     fn has_float_atomics(&self) -> bool {
         false
+    }
+}
+
+impl TensorGpu for WgpuDevice {
+    fn buffer<'t, T: Element>(
+        op: &'static str,
+        arg: &'static str,
+        t: &'t Tensor<T>,
+    ) -> Result<&'t wgpu::Buffer> {
+        match t.storage() {
+            Storage::Wgpu(s) => Ok(&s.buffer),
+            _ => Err(Error::DeviceMismatch {
+                op,
+                arg,
+                expected: "wgpu".into(),
+                got: t.device().to_string(),
+            }),
+        }
+    }
+
+    fn wrap<T: Element>(
+        self: &Arc<Self>,
+        shape: &[usize],
+        buffer: wgpu::Buffer,
+    ) -> Result<Tensor<T>> {
+        Tensor::from_storage(
+            shape,
+            Storage::Wgpu(WgpuStorage {
+                device: Arc::clone(self),
+                buffer,
+            }),
+        )
     }
 }
 

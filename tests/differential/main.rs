@@ -3,10 +3,12 @@
 //! a line on stderr, or fails the run when `ULTRAMEM_REQUIRE_WGPU=1` / `ULTRAMEM_REQUIRE_CUDA=1`.
 
 mod common;
+mod interp;
 mod layer;
 mod peer_ffn;
 mod ptx;
 mod row_sort;
+mod runner;
 mod weighted_gather;
 
 use ultramem::registry::KernelId;

@@ -8,6 +8,8 @@
 //! (the kernels' erf, |error| < 1.5e-7, and hardware exp/reciprocal approximations) and 0 else.
 
 use crate::common::{assert_within, cuda, host, on, table_of, wgpu, U32};
+use crate::interp::Interp;
+use crate::runner::Runner;
 use proptest::prelude::*;
 use ultramem::reference::peer_ffn as reference;
 use ultramem::*;
@@ -86,7 +88,102 @@ fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
-fn check_dtype<V: Float>(dev: &Device, c: &Case) -> std::result::Result<(), TestCaseError> {
+type Grads = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// What one run produced: forward output, `(dz, dscores, ddown, dup)` per backward mode, and a
+/// second deterministic run.
+struct Outputs {
+    out: Vec<f64>,
+    grads: Vec<(BackwardMode, Grads)>,
+    again: Grads,
+}
+
+#[allow(clippy::too_many_arguments, reason = "one slice per tensor of the op")]
+fn run<V: Float>(
+    r: Runner<'_>,
+    d: &PeerFfnDims,
+    act: Activation,
+    rows: &[u32],
+    s: &[f32],
+    z: &[f32],
+    down: &[V],
+    up: &[V],
+    dout: &[f32],
+) -> ultramem::Result<Outputs> {
+    let modes = [BackwardMode::Deterministic, BackwardMode::Atomic];
+    match r {
+        Runner::Device(dev) => {
+            let rows_t = on(dev, &[d.tokens, d.slots], rows);
+            let s_t = on(dev, &[d.tokens, d.slots, d.cores], s);
+            let z_t = on(dev, &[d.tokens, d.dp], z);
+            let down_t = on(dev, &[d.rows, d.dp], down);
+            let up_t = on(dev, &[d.rows, d.dv], up);
+            let dout_t = on(dev, &[d.tokens, d.dv], dout);
+            let args = PeerFfnArgs {
+                rows: &rows_t,
+                scores: &s_t,
+                z: &z_t,
+                down: &down_t,
+                up: &up_t,
+                activation: act,
+            };
+            let out = host(&peer_ffn(&args)?);
+            let grads_of = |mode| -> ultramem::Result<Grads> {
+                let g = peer_ffn_backward(&args, &dout_t, mode)?;
+                Ok((host(&g.dz), host(&g.dscores), host(&g.ddown), host(&g.dup)))
+            };
+            let grads = modes
+                .iter()
+                .map(|&m| Ok((m, grads_of(m)?)))
+                .collect::<ultramem::Result<_>>()?;
+            Ok(Outputs {
+                out,
+                grads,
+                again: grads_of(BackwardMode::Deterministic)?,
+            })
+        }
+        Runner::Interp => {
+            use ultramem::gpu::peer_ffn::{backward, forward, PeerBuffers};
+            let ip = Interp::new();
+            let bufs = [
+                ip.upload_pod(rows),
+                ip.upload_pod(s),
+                ip.upload_pod(z),
+                ip.upload_pod(down),
+                ip.upload_pod(up),
+            ];
+            let dout_b = ip.upload_pod(dout);
+            let b = PeerBuffers {
+                rows: &bufs[0],
+                scores: &bufs[1],
+                z: &bufs[2],
+                down: &bufs[3],
+                up: &bufs[4],
+            };
+            let out = ip.read_f32(&forward(&ip, d, V::DTYPE, act, &b)?, d.tokens * d.dv);
+            let grads_of = |mode| -> ultramem::Result<Grads> {
+                let g = backward(&ip, d, V::DTYPE, act, mode, &b, &dout_b)?;
+                Ok((
+                    ip.read_f32(&g.dz, d.tokens * d.dp),
+                    ip.read_f32(&g.dscores, d.tokens * d.slots * d.cores),
+                    ip.read_f32(&g.ddown, d.rows * d.dp),
+                    ip.read_f32(&g.dup, d.rows * d.dv),
+                ))
+            };
+            let grads = modes
+                .iter()
+                .map(|&m| Ok((m, grads_of(m)?)))
+                .collect::<ultramem::Result<_>>()?;
+            Ok(Outputs {
+                out,
+                grads,
+                again: grads_of(BackwardMode::Deterministic)?,
+            })
+        }
+    }
+}
+
+fn check_dtype<V: Float>(r: Runner<'_>, c: &Case) -> std::result::Result<(), TestCaseError> {
     let d = c.d;
     let (down, up): (Vec<V>, Vec<V>) = (table_of(&c.down), table_of(&c.up));
     let (dv, uv) = (widen_t(&down), widen_t(&up));
@@ -103,20 +200,8 @@ fn check_dtype<V: Float>(dev: &Device, c: &Case) -> std::result::Result<(), Test
             prop_assume!(a.abs() > 1e-4 * a_abs || a_abs == 0.0);
         }
     }
-    let rows_t = on(dev, &[d.tokens, d.slots], &c.rows);
-    let s_t = on(dev, &[d.tokens, d.slots, d.cores], &s32);
-    let z_t = on(dev, &[d.tokens, d.dp], &z32);
-    let down_t = on(dev, &[d.rows, d.dp], &down);
-    let up_t = on(dev, &[d.rows, d.dv], &up);
-    let dout_t = on(dev, &[d.tokens, d.dv], &g32);
-    let args = PeerFfnArgs {
-        rows: &rows_t,
-        scores: &s_t,
-        z: &z_t,
-        down: &down_t,
-        up: &up_t,
-        activation: c.act,
-    };
+    let got = run(r, &d, c.act, &c.rows, &s32, &z32, &down, &up, &g32)
+        .unwrap_or_else(|e| panic!("{} {:?}: {e}", r.name(), V::DTYPE));
     let approx = if matches!(c.act, Activation::Gelu | Activation::Silu) {
         4e-6
     } else {
@@ -130,14 +215,14 @@ fn check_dtype<V: Float>(dev: &Device, c: &Case) -> std::result::Result<(), Test
     };
     let (dp, slice, tm) = (d.dp, d.dv / d.cores, d.tokens * d.slots);
     let id = Activation::Identity;
+    let what = |name: &str| format!("{name} {:?} {:?} on {}", V::DTYPE, c.act, r.name());
 
     let want = reference::forward(&d, c.act, &c.rows, &s, &z, &dv, &uv).unwrap();
     let scale =
         reference::forward(&d, id, &c.rows, &abs(&s), &abs(&z), &abs(&dv), &abs(&uv)).unwrap();
-    let got = host(&peer_ffn(&args).unwrap());
     assert_within(
-        &format!("forward {:?} {:?}", V::DTYPE, c.act),
-        &got,
+        &what("forward"),
+        &got.out,
         &want,
         &bound(&scale, dp + d.slots),
     );
@@ -154,39 +239,37 @@ fn check_dtype<V: Float>(dev: &Device, c: &Case) -> std::result::Result<(), Test
         &abs(&g),
     )
     .unwrap();
-    for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
-        let got = peer_ffn_backward(&args, &dout_t, mode).unwrap();
-        let what = |name: &str| format!("{name} {:?} {:?} {mode:?}", V::DTYPE, c.act);
+    for (mode, (dz, ds, ddown, dup)) in &got.grads {
+        let what =
+            |name: &str| format!("{name} {mode:?} {:?} {:?} on {}", V::DTYPE, c.act, r.name());
         assert_within(
             &what("dz"),
-            &host(&got.dz),
+            dz,
             &want.dz,
             &bound(&scale.dz, dp + slice + d.slots),
         );
         assert_within(
             &what("dscores"),
-            &host(&got.dscores),
+            ds,
             &want.dscores,
             &bound(&scale.dscores, dp + slice),
         );
         assert_within(
             &what("ddown"),
-            &host(&got.ddown),
+            ddown,
             &want.ddown,
             &bound(&scale.ddown, dp + slice + tm),
         );
-        assert_within(
-            &what("dup"),
-            &host(&got.dup),
-            &want.dup,
-            &bound(&scale.dup, dp + tm),
-        );
+        assert_within(&what("dup"), dup, &want.dup, &bound(&scale.dup, dp + tm));
     }
-    let first = peer_ffn_backward(&args, &dout_t, BackwardMode::Deterministic).unwrap();
-    let again = peer_ffn_backward(&args, &dout_t, BackwardMode::Deterministic).unwrap();
-    prop_assert_eq!(first.dup.to_vec().unwrap(), again.dup.to_vec().unwrap());
-    prop_assert_eq!(first.ddown.to_vec().unwrap(), again.ddown.to_vec().unwrap());
-    prop_assert_eq!(first.dz.to_vec().unwrap(), again.dz.to_vec().unwrap());
+    let (_, first) = &got.grads[0];
+    let same = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+    prop_assert!(
+        same(&got.again.0, &first.0)
+            && same(&got.again.2, &first.2)
+            && same(&got.again.3, &first.3),
+        "deterministic backward differs between runs"
+    );
     Ok(())
 }
 
@@ -194,53 +277,96 @@ fn widen_t<V: Float>(v: &[V]) -> Vec<f64> {
     v.iter().map(|x| x.to_f64()).collect()
 }
 
-fn check(dev: &Device, c: &Case) -> std::result::Result<(), TestCaseError> {
-    check_dtype::<f32>(dev, c)?;
-    check_dtype::<f16>(dev, c)?;
-    check_dtype::<bf16>(dev, c)
+fn check(r: Runner<'_>, c: &Case) -> std::result::Result<(), TestCaseError> {
+    check_dtype::<f32>(r, c)?;
+    check_dtype::<f16>(r, c)?;
+    check_dtype::<bf16>(r, c)
 }
 
-fn check_bad_row(dev: &Device) {
-    let rows = on(dev, &[1, 3], &[0u32, 3, 7]);
-    let s = on(dev, &[1, 3, 1], &[1.0f32; 3]);
-    let z = on(dev, &[1, 2], &[1.0f32; 2]);
-    let table = on(dev, &[3, 2], &[f16::from_f32(1.0); 6]);
-    let args = PeerFfnArgs {
-        rows: &rows,
-        scores: &s,
-        z: &z,
-        down: &table,
-        up: &table,
-        activation: Activation::Gelu,
+fn check_bad_row(r: Runner<'_>) {
+    let d = PeerFfnDims {
+        tokens: 1,
+        slots: 3,
+        cores: 1,
+        rows: 3,
+        dp: 2,
+        dv: 2,
     };
-    let e = peer_ffn(&args).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::IndexOutOfRange {
-                arg: "rows",
-                position: 1,
-                index: 3,
-                bound: 3,
-                ..
-            }
-        ),
-        "{e}"
+    let rows = [0u32, 3, 7];
+    let (s, z, table, dout) = (
+        [1.0f32; 3],
+        [1.0f32; 2],
+        [f16::from_f32(1.0); 6],
+        [1.0f32; 2],
     );
-    let dout = on(dev, &[1, 2], &[1.0f32; 2]);
-    for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
-        let e = peer_ffn_backward(&args, &dout, mode).unwrap_err();
+    let expect = |e: Error| {
         assert!(
             matches!(
                 e,
                 Error::IndexOutOfRange {
+                    arg: "rows",
                     position: 1,
                     index: 3,
+                    bound: 3,
                     ..
                 }
             ),
             "{e}"
-        );
+        )
+    };
+    let modes = [BackwardMode::Deterministic, BackwardMode::Atomic];
+    match r {
+        Runner::Device(dev) => {
+            let (rows_t, s_t, z_t, table_t) = (
+                on(dev, &[1, 3], &rows),
+                on(dev, &[1, 3, 1], &s),
+                on(dev, &[1, 2], &z),
+                on(dev, &[3, 2], &table),
+            );
+            let args = PeerFfnArgs {
+                rows: &rows_t,
+                scores: &s_t,
+                z: &z_t,
+                down: &table_t,
+                up: &table_t,
+                activation: Activation::Gelu,
+            };
+            expect(peer_ffn(&args).unwrap_err());
+            let dout_t = on(dev, &[1, 2], &dout);
+            for mode in modes {
+                expect(peer_ffn_backward(&args, &dout_t, mode).unwrap_err());
+            }
+        }
+        Runner::Interp => {
+            use ultramem::gpu::peer_ffn::{backward, forward, PeerBuffers};
+            let ip = Interp::new();
+            let (rows_b, s_b, z_b, t_b, dout_b) = (
+                ip.upload_pod(&rows),
+                ip.upload_pod(&s),
+                ip.upload_pod(&z),
+                ip.upload_pod(&table),
+                ip.upload_pod(&dout),
+            );
+            let b = PeerBuffers {
+                rows: &rows_b,
+                scores: &s_b,
+                z: &z_b,
+                down: &t_b,
+                up: &t_b,
+            };
+            expect(
+                forward(&ip, &d, DType::F16, Activation::Gelu, &b)
+                    .err()
+                    .unwrap(),
+            );
+            for mode in modes {
+                expect(
+                    backward(&ip, &d, DType::F16, Activation::Gelu, mode, &b, &dout_b)
+                        .err()
+                        .unwrap(),
+                );
+            }
+        }
     }
 }
 
@@ -249,25 +375,39 @@ proptest! {
 
     #[test]
     fn peer_ffn_matches_reference_on_wgpu(c in case()) {
-        if let Some(dev) = wgpu() { check(dev, &c)?; }
+        if let Some(dev) = wgpu() { check(Runner::Device(dev), &c)?; }
     }
 
     #[test]
     fn peer_ffn_matches_reference_on_cuda(c in case()) {
-        if let Some(dev) = cuda() { check(dev, &c)?; }
+        if let Some(dev) = cuda() { check(Runner::Device(dev), &c)?; }
+    }
+}
+
+proptest! {
+    #![proptest_config(crate::common::cases(48))]
+
+    #[test]
+    fn peer_ffn_matches_reference_in_ptx_interpreter(c in case()) {
+        check(Runner::Interp, &c)?;
     }
 }
 
 #[test]
 fn peer_ffn_rejects_index_past_table_end_on_wgpu() {
     if let Some(dev) = wgpu() {
-        check_bad_row(dev);
+        check_bad_row(Runner::Device(dev));
     }
 }
 
 #[test]
 fn peer_ffn_rejects_index_past_table_end_on_cuda() {
     if let Some(dev) = cuda() {
-        check_bad_row(dev);
+        check_bad_row(Runner::Device(dev));
     }
+}
+
+#[test]
+fn peer_ffn_rejects_index_past_table_end_in_ptx_interpreter() {
+    check_bad_row(Runner::Interp);
 }

@@ -1,10 +1,12 @@
 //! `row_sort` on the GPUs: the order must equal the reference's stable order exactly.
 
 use crate::common::{cuda, on, wgpu};
+use crate::interp::Interp;
+use crate::runner::Runner;
 use proptest::prelude::*;
-use ultramem::{row_sort, Device, RowSortArgs};
+use ultramem::{row_sort, Device, RowSortArgs, RowSortDims};
 
-fn check(dev: &Device, rows: &[u32], n: usize) -> std::result::Result<(), TestCaseError> {
+fn check(r: Runner<'_>, rows: &[u32], n: usize) -> std::result::Result<(), TestCaseError> {
     let cpu = Device::cpu();
     let want = row_sort(&RowSortArgs {
         rows: &on(&cpu, &[rows.len()], rows),
@@ -13,13 +15,26 @@ fn check(dev: &Device, rows: &[u32], n: usize) -> std::result::Result<(), TestCa
     .unwrap()
     .to_vec()
     .unwrap();
-    let got = row_sort(&RowSortArgs {
-        rows: &on(dev, &[rows.len()], rows),
-        n_rows: n,
-    })
-    .unwrap()
-    .to_vec()
-    .unwrap();
+    let got = match r {
+        Runner::Device(dev) => row_sort(&RowSortArgs {
+            rows: &on(dev, &[rows.len()], rows),
+            n_rows: n,
+        })
+        .unwrap()
+        .to_vec()
+        .unwrap(),
+        Runner::Interp => {
+            let ip = Interp::new();
+            let buf = ip.upload_pod(rows);
+            let d = RowSortDims {
+                len: rows.len(),
+                rows: n,
+            };
+            let order =
+                ultramem::gpu::row_sort::sort(&ip, &d, &buf).unwrap_or_else(|e| panic!("{e}"));
+            ip.read_u32(&order, rows.len())
+        }
+    };
     prop_assert_eq!(got, want);
     Ok(())
 }
@@ -43,11 +58,16 @@ proptest! {
 
     #[test]
     fn row_sort_matches_reference_on_wgpu((rows, n) in case()) {
-        if let Some(dev) = wgpu() { check(dev, &rows, n)?; }
+        if let Some(dev) = wgpu() { check(Runner::Device(dev), &rows, n)?; }
     }
 
     #[test]
     fn row_sort_matches_reference_on_cuda((rows, n) in case()) {
-        if let Some(dev) = cuda() { check(dev, &rows, n)?; }
+        if let Some(dev) = cuda() { check(Runner::Device(dev), &rows, n)?; }
+    }
+
+    #[test]
+    fn row_sort_matches_reference_in_ptx_interpreter((rows, n) in case()) {
+        check(Runner::Interp, &rows, n)?;
     }
 }

@@ -7,6 +7,8 @@
 //! number of summed terms (M for the output, the slice width for dw, T·M for dtable).
 
 use crate::common::{assert_within, cuda, host, on, table_of, wgpu, U32};
+use crate::interp::Interp;
+use crate::runner::Runner;
 use proptest::prelude::*;
 use ultramem::reference::weighted_gather as reference;
 use ultramem::*;
@@ -67,29 +69,97 @@ fn bound(scale: &[f64], terms: usize) -> Vec<f64> {
         .collect()
 }
 
-fn check_dtype<V: Float>(dev: &Device, c: &Case) -> std::result::Result<(), TestCaseError> {
+/// What one run produced: the forward output, the gradients of each backward mode, and a second
+/// deterministic run.
+struct Outputs {
+    out: Vec<f64>,
+    grads: Vec<(BackwardMode, Vec<f64>, Vec<f64>)>,
+    again: (Vec<f64>, Vec<f64>),
+}
+
+fn run<V: Float>(
+    r: Runner<'_>,
+    d: &WeightedGatherDims,
+    rows: &[u32],
+    w: &[f32],
+    table: &[V],
+    dout: &[f32],
+) -> ultramem::Result<Outputs> {
+    let modes = [BackwardMode::Deterministic, BackwardMode::Atomic];
+    match r {
+        Runner::Device(dev) => {
+            let rows_t = on(dev, &[d.tokens, d.slots], rows);
+            let w_t = on(dev, &[d.tokens, d.slots, d.cores], w);
+            let table_t = on(dev, &[d.rows, d.dv], table);
+            let dout_t = on(dev, &[d.tokens, d.dv], dout);
+            let args = WeightedGatherArgs {
+                rows: &rows_t,
+                weights: &w_t,
+                table: &table_t,
+            };
+            let out = host(&weighted_gather(&args)?);
+            let mut grads = Vec::new();
+            for mode in modes {
+                let g = weighted_gather_backward(&args, &dout_t, mode)?;
+                grads.push((mode, host(&g.dweights), host(&g.dtable)));
+            }
+            let g = weighted_gather_backward(&args, &dout_t, BackwardMode::Deterministic)?;
+            Ok(Outputs {
+                out,
+                grads,
+                again: (host(&g.dweights), host(&g.dtable)),
+            })
+        }
+        Runner::Interp => {
+            use ultramem::gpu::weighted_gather::{backward, forward, GatherBuffers};
+            let ip = Interp::new();
+            let (rows_b, w_b, table_b, dout_b) = (
+                ip.upload_pod(rows),
+                ip.upload_pod(w),
+                ip.upload_pod(table),
+                ip.upload_pod(dout),
+            );
+            let b = GatherBuffers {
+                rows: &rows_b,
+                weights: &w_b,
+                table: &table_b,
+            };
+            let out = ip.read_f32(&forward(&ip, d, V::DTYPE, &b)?, d.tokens * d.dv);
+            let entries = d.tokens * d.slots * d.cores;
+            let mut grads = Vec::new();
+            for mode in modes {
+                let (dw, dt) = backward(&ip, d, V::DTYPE, mode, &b, &dout_b)?;
+                grads.push((
+                    mode,
+                    ip.read_f32(&dw, entries),
+                    ip.read_f32(&dt, d.rows * d.dv),
+                ));
+            }
+            let (dw, dt) = backward(&ip, d, V::DTYPE, BackwardMode::Deterministic, &b, &dout_b)?;
+            Ok(Outputs {
+                out,
+                grads,
+                again: (ip.read_f32(&dw, entries), ip.read_f32(&dt, d.rows * d.dv)),
+            })
+        }
+    }
+}
+
+fn check_dtype<V: Float>(r: Runner<'_>, c: &Case) -> std::result::Result<(), TestCaseError> {
     let d = c.d;
     let table: Vec<V> = table_of(&c.table);
     let tv: Vec<f64> = table.iter().map(|x| x.to_f64()).collect();
     let w32: Vec<f32> = c.w.iter().map(|&x| x as f32).collect();
     let g32: Vec<f32> = c.dout.iter().map(|&x| x as f32).collect();
     let (w, g) = (host_f32(&w32), host_f32(&g32));
-    let rows_t = on(dev, &[d.tokens, d.slots], &c.rows);
-    let w_t = on(dev, &[d.tokens, d.slots, d.cores], &w32);
-    let table_t = on(dev, &[d.rows, d.dv], &table);
-    let dout_t = on(dev, &[d.tokens, d.dv], &g32);
-    let args = WeightedGatherArgs {
-        rows: &rows_t,
-        weights: &w_t,
-        table: &table_t,
-    };
+    let got = run(r, &d, &c.rows, &w32, &table, &g32)
+        .unwrap_or_else(|e| panic!("{} {:?}: {e}", r.name(), V::DTYPE));
 
     let want = reference::forward(&d, &c.rows, &w, &tv).unwrap();
     let scale = reference::forward(&d, &c.rows, &abs(&w), &abs(&tv)).unwrap();
-    let got = host(&weighted_gather(&args).unwrap());
     assert_within(
-        &format!("forward {:?}", V::DTYPE),
-        &got,
+        &format!("forward {:?} on {}", V::DTYPE, r.name()),
+        &got.out,
         &want,
         &bound(&scale, d.slots),
     );
@@ -97,32 +167,35 @@ fn check_dtype<V: Float>(dev: &Device, c: &Case) -> std::result::Result<(), Test
     let (want_dw, want_dt) = reference::backward(&d, &c.rows, &w, &tv, &g).unwrap();
     let (scale_dw, scale_dt) =
         reference::backward(&d, &c.rows, &abs(&w), &abs(&tv), &abs(&g)).unwrap();
-    for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
-        let grads = weighted_gather_backward(&args, &dout_t, mode).unwrap();
+    for (mode, dw, dt) in &got.grads {
         assert_within(
-            &format!("dweights {mode:?}"),
-            &host(&grads.dweights),
+            &format!("dweights {mode:?} on {}", r.name()),
+            dw,
             &want_dw,
             &bound(&scale_dw, d.dv / d.cores),
         );
         assert_within(
-            &format!("dtable {mode:?}"),
-            &host(&grads.dtable),
+            &format!("dtable {mode:?} on {}", r.name()),
+            dt,
             &want_dt,
             &bound(&scale_dt, d.tokens * d.slots),
         );
     }
     // The deterministic backward is bitwise reproducible.
-    let first = weighted_gather_backward(&args, &dout_t, BackwardMode::Deterministic).unwrap();
-    let again = weighted_gather_backward(&args, &dout_t, BackwardMode::Deterministic).unwrap();
-    prop_assert_eq!(
-        first.dtable.to_vec().unwrap(),
-        again.dtable.to_vec().unwrap()
-    );
-    prop_assert_eq!(
-        first.dweights.to_vec().unwrap(),
-        again.dweights.to_vec().unwrap()
-    );
+    let first = &got.grads[0];
+    prop_assert_eq!(first.0, BackwardMode::Deterministic);
+    prop_assert!(got
+        .again
+        .0
+        .iter()
+        .zip(&first.1)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    prop_assert!(got
+        .again
+        .1
+        .iter()
+        .zip(&first.2)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
     Ok(())
 }
 
@@ -130,50 +203,79 @@ fn host_f32(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
-pub fn check(dev: &Device, c: &Case) -> std::result::Result<(), TestCaseError> {
-    check_dtype::<f32>(dev, c)?;
-    check_dtype::<f16>(dev, c)?;
-    check_dtype::<bf16>(dev, c)
+pub fn check(r: Runner<'_>, c: &Case) -> std::result::Result<(), TestCaseError> {
+    check_dtype::<f32>(r, c)?;
+    check_dtype::<f16>(r, c)?;
+    check_dtype::<bf16>(r, c)
 }
 
 /// A row past the table is the typed error on the device too, with its position.
-pub fn check_bad_row(dev: &Device) {
-    let rows = on(dev, &[2, 3], &[0u32, 4, 1, 2, 5, 4]);
-    let w = on(dev, &[2, 3, 1], &[1.0f32; 6]);
-    let table = on(dev, &[5, 3], &[bf16::from_f32(1.0); 15]);
-    let args = WeightedGatherArgs {
-        rows: &rows,
-        weights: &w,
-        table: &table,
+fn check_bad_row(r: Runner<'_>) {
+    let d = WeightedGatherDims {
+        tokens: 2,
+        slots: 3,
+        cores: 1,
+        rows: 5,
+        dv: 3,
     };
-    let e = weighted_gather(&args).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::IndexOutOfRange {
-                arg: "rows",
-                position: 4,
-                index: 5,
-                bound: 5,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    let dout = on(dev, &[2, 3], &[1.0f32; 6]);
-    for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
-        let e = weighted_gather_backward(&args, &dout, mode).unwrap_err();
+    let rows = [0u32, 4, 1, 2, 5, 4];
+    let (w, table, dout) = ([1.0f32; 6], [bf16::from_f32(1.0); 15], [1.0f32; 6]);
+    let expect = |e: Error| {
         assert!(
             matches!(
                 e,
                 Error::IndexOutOfRange {
+                    arg: "rows",
                     position: 4,
                     index: 5,
+                    bound: 5,
                     ..
                 }
             ),
             "{e}"
-        );
+        )
+    };
+    match r {
+        Runner::Device(dev) => {
+            let (rows_t, w_t, table_t) = (
+                on(dev, &[2, 3], &rows),
+                on(dev, &[2, 3, 1], &w),
+                on(dev, &[5, 3], &table),
+            );
+            let args = WeightedGatherArgs {
+                rows: &rows_t,
+                weights: &w_t,
+                table: &table_t,
+            };
+            expect(weighted_gather(&args).unwrap_err());
+            let dout_t = on(dev, &[2, 3], &dout);
+            for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
+                expect(weighted_gather_backward(&args, &dout_t, mode).unwrap_err());
+            }
+        }
+        Runner::Interp => {
+            use ultramem::gpu::weighted_gather::{backward, forward, GatherBuffers};
+            let ip = Interp::new();
+            let (rows_b, w_b, table_b, dout_b) = (
+                ip.upload_pod(&rows),
+                ip.upload_pod(&w),
+                ip.upload_pod(&table),
+                ip.upload_pod(&dout),
+            );
+            let b = GatherBuffers {
+                rows: &rows_b,
+                weights: &w_b,
+                table: &table_b,
+            };
+            expect(forward(&ip, &d, DType::BF16, &b).err().unwrap());
+            for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
+                expect(
+                    backward(&ip, &d, DType::BF16, mode, &b, &dout_b)
+                        .err()
+                        .unwrap(),
+                );
+            }
+        }
     }
 }
 
@@ -182,25 +284,39 @@ proptest! {
 
     #[test]
     fn weighted_gather_matches_reference_on_wgpu(c in case()) {
-        if let Some(dev) = wgpu() { check(dev, &c)?; }
+        if let Some(dev) = wgpu() { check(Runner::Device(dev), &c)?; }
     }
 
     #[test]
     fn weighted_gather_matches_reference_on_cuda(c in case()) {
-        if let Some(dev) = cuda() { check(dev, &c)?; }
+        if let Some(dev) = cuda() { check(Runner::Device(dev), &c)?; }
+    }
+}
+
+proptest! {
+    #![proptest_config(crate::common::cases(48))]
+
+    #[test]
+    fn weighted_gather_matches_reference_in_ptx_interpreter(c in case()) {
+        check(Runner::Interp, &c)?;
     }
 }
 
 #[test]
 fn weighted_gather_rejects_index_past_table_end_on_wgpu() {
     if let Some(dev) = wgpu() {
-        check_bad_row(dev);
+        check_bad_row(Runner::Device(dev));
     }
 }
 
 #[test]
 fn weighted_gather_rejects_index_past_table_end_on_cuda() {
     if let Some(dev) = cuda() {
-        check_bad_row(dev);
+        check_bad_row(Runner::Device(dev));
     }
+}
+
+#[test]
+fn weighted_gather_rejects_index_past_table_end_in_ptx_interpreter() {
+    check_bad_row(Runner::Interp);
 }

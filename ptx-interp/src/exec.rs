@@ -1,0 +1,1307 @@
+//! The execution engine: a grid of blocks run one after another; inside a block every thread
+//! runs on its own until it reaches a synchronisation point (`bar.sync`, or a warp-collective
+//! `shfl.sync`/`vote.sync`), which is resolved once every thread it waits for has arrived. That
+//! gives each thread its own program counter (divergence and reconvergence come for free, as
+//! with independent thread scheduling) and makes the warp-collectives see their 32 lanes in
+//! lockstep. Shared memory is shadowed per byte for the sanitizer checks.
+
+use crate::ir::*;
+use crate::{ErrorKind, ExecError};
+
+/// Errors are rare and large: keep them off the hot path's return values.
+pub(crate) type XResult<T> = Result<T, Box<ExecError>>;
+
+/// Global addresses: buffer `i` starts at `(i + 1) << BUFFER_SHIFT`, so a pointer names its
+/// buffer and every access can be bounds-checked against that buffer alone.
+pub(crate) const BUFFER_SHIFT: u32 = 40;
+
+/// Device memory: one byte vector per allocation.
+#[derive(Default)]
+pub(crate) struct Memory {
+    pub buffers: Vec<Option<Vec<u8>>>,
+}
+
+impl Memory {
+    /// The buffer and offset of `len` bytes at `addr`, or why not.
+    fn locate(&mut self, addr: u64, len: usize) -> Result<(&mut Vec<u8>, usize), String> {
+        let id = (addr >> BUFFER_SHIFT) as usize;
+        let offset = (addr & ((1u64 << BUFFER_SHIFT) - 1)) as usize;
+        if id == 0 {
+            return Err(format!(
+                "address {addr:#x} is not in any buffer (null or a bad pointer)"
+            ));
+        }
+        let buf = match self.buffers.get_mut(id - 1) {
+            Some(Some(b)) => b,
+            _ => return Err(format!("address {addr:#x} is in no live buffer")),
+        };
+        let size = buf.len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(format!(
+                "{len} bytes at offset {offset} of a {size}-byte buffer"
+            ));
+        }
+        Ok((buf, offset))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Running,
+    /// Waiting at `bar.sync` with this barrier id.
+    Barrier(u32),
+    /// Waiting at a warp-collective instruction.
+    Warp,
+    Exited,
+}
+
+struct Thread {
+    regs: Vec<u64>,
+    init: Vec<bool>,
+    pc: usize,
+    state: State,
+    tid: [u32; 3],
+    linear: u32,
+}
+
+/// A thread that has touched a shared byte in the current epoch: `NONE`, a thread index + 1,
+/// `MANY` (several readers) or `ATOMIC`.
+const NONE: u32 = 0;
+const MANY: u32 = u32::MAX;
+const ATOMIC: u32 = u32::MAX - 1;
+
+/// Shared memory of one block with its shadow state.
+struct Shared {
+    data: Vec<u8>,
+    written: Vec<bool>,
+    writer: Vec<u32>,
+    writer_epoch: Vec<u32>,
+    reader: Vec<u32>,
+    reader_epoch: Vec<u32>,
+    /// Barrier intervals elapsed; accesses race only within one.
+    epoch: u32,
+}
+
+impl Shared {
+    fn new(bytes: usize) -> Shared {
+        Shared {
+            data: vec![0; bytes],
+            written: vec![false; bytes],
+            writer: vec![NONE; bytes],
+            writer_epoch: vec![0; bytes],
+            reader: vec![NONE; bytes],
+            reader_epoch: vec![0; bytes],
+            epoch: 1,
+        }
+    }
+
+    fn check(&self, addr: u64, len: usize) -> Result<usize, String> {
+        let a = addr as usize;
+        if addr > usize::MAX as u64 || a.checked_add(len).is_none_or(|e| e > self.data.len()) {
+            return Err(format!(
+                "{len} bytes at shared offset {addr} of {} bytes",
+                self.data.len()
+            ));
+        }
+        Ok(a)
+    }
+
+    fn read(&mut self, addr: u64, len: usize, thread: u32) -> Result<u64, (ErrorKind, String)> {
+        let a = self
+            .check(addr, len)
+            .map_err(|m| (ErrorKind::OutOfBounds, m))?;
+        let me = thread + 1;
+        for i in a..a + len {
+            if !self.written[i] {
+                return Err((
+                    ErrorKind::UninitializedShared,
+                    format!("read of shared byte {i}, which no thread has written"),
+                ));
+            }
+            if self.writer_epoch[i] == self.epoch && self.writer[i] != me && self.writer[i] != NONE
+            {
+                let who = self.writer[i];
+                let what = if who == ATOMIC {
+                    "an atomic".to_string()
+                } else {
+                    format!("thread {}", who - 1)
+                };
+                return Err((
+                    ErrorKind::SharedRace,
+                    format!("read of shared byte {i} written by {what} since the last barrier"),
+                ));
+            }
+            if self.reader_epoch[i] != self.epoch {
+                self.reader_epoch[i] = self.epoch;
+                self.reader[i] = me;
+            } else if self.reader[i] != me {
+                self.reader[i] = MANY;
+            }
+        }
+        let mut v = 0u64;
+        for (k, &b) in self.data[a..a + len].iter().enumerate() {
+            v |= u64::from(b) << (8 * k);
+        }
+        Ok(v)
+    }
+
+    fn write(
+        &mut self,
+        addr: u64,
+        len: usize,
+        value: u64,
+        thread: u32,
+        atomic: bool,
+    ) -> Result<(), (ErrorKind, String)> {
+        let a = self
+            .check(addr, len)
+            .map_err(|m| (ErrorKind::OutOfBounds, m))?;
+        let me = if atomic { ATOMIC } else { thread + 1 };
+        for i in a..a + len {
+            let w = self.writer[i];
+            if self.writer_epoch[i] == self.epoch && w != NONE && w != me {
+                let what = if w == ATOMIC {
+                    "an atomic".to_string()
+                } else {
+                    format!("thread {}", w - 1)
+                };
+                return Err((
+                    ErrorKind::SharedRace,
+                    format!(
+                        "write of shared byte {i}, also written by {what} since the last barrier"
+                    ),
+                ));
+            }
+            let r = self.reader[i];
+            if !atomic && self.reader_epoch[i] == self.epoch && r != NONE && r != thread + 1 {
+                let what = if r == MANY {
+                    "other threads".to_string()
+                } else {
+                    format!("thread {}", r - 1)
+                };
+                return Err((
+                    ErrorKind::SharedRace,
+                    format!("write of shared byte {i}, read by {what} since the last barrier"),
+                ));
+            }
+            self.written[i] = true;
+            self.writer[i] = me;
+            self.writer_epoch[i] = self.epoch;
+            self.data[i] = (value >> (8 * (i - a))) as u8;
+        }
+        Ok(())
+    }
+}
+
+fn mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
+}
+
+fn sext(v: u64, bits: u32) -> i64 {
+    if bits >= 64 {
+        v as i64
+    } else {
+        ((v << (64 - bits)) as i64) >> (64 - bits)
+    }
+}
+
+fn f32_of(v: u64) -> f32 {
+    f32::from_bits(v as u32)
+}
+
+fn bits32(f: f32) -> u64 {
+    u64::from(f.to_bits())
+}
+
+fn ftz32(f: f32) -> f32 {
+    if f.is_subnormal() {
+        0.0f32.copysign(f)
+    } else {
+        f
+    }
+}
+
+/// PTX `max.f32`/`min.f32`: a NaN operand yields the other one; −0 < +0.
+fn fmax(a: f64, b: f64, max: bool) -> f64 {
+    if a.is_nan() {
+        return b;
+    }
+    if b.is_nan() {
+        return a;
+    }
+    if a == b {
+        // Equal, perhaps zeros of opposite sign.
+        let a_neg = a.is_sign_negative();
+        return if a_neg == max { b } else { a };
+    }
+    if (a > b) == max {
+        a
+    } else {
+        b
+    }
+}
+
+/// Value of a float type as f64 and back.
+fn float_in(v: u64, ty: Ty) -> f64 {
+    match ty {
+        Ty::F32 => f64::from(f32_of(v)),
+        Ty::F64 => f64::from_bits(v),
+        Ty::F16 => half::f16::from_bits(v as u16).to_f64(),
+        _ => half::bf16::from_bits(v as u16).to_f64(),
+    }
+}
+
+/// f64 to f32 with a rounding mode (`as f32` is round-to-nearest-even).
+fn round_f32(x: f64, round: Round) -> f32 {
+    let r = x as f32;
+    if x.is_nan() || f64::from(r) == x {
+        return r;
+    }
+    match round {
+        Round::Zero if f64::from(r).abs() > x.abs() => toward_zero(r),
+        Round::Down if f64::from(r) > x => next_down(r),
+        Round::Up if f64::from(r) < x => next_up(r),
+        _ => r,
+    }
+}
+
+fn next_up(f: f32) -> f32 {
+    if f.is_nan() || f == f32::INFINITY {
+        return f;
+    }
+    if f == 0.0 {
+        return f32::from_bits(1);
+    }
+    let b = f.to_bits();
+    f32::from_bits(if f > 0.0 { b + 1 } else { b - 1 })
+}
+
+fn next_down(f: f32) -> f32 {
+    -next_up(-f)
+}
+
+fn toward_zero(f: f32) -> f32 {
+    if f > 0.0 {
+        next_down(f)
+    } else {
+        next_up(f)
+    }
+}
+
+/// Float to a float type's bits.
+fn float_out(x: f64, ty: Ty, round: Round) -> Result<u64, String> {
+    Ok(match ty {
+        Ty::F64 => x.to_bits(),
+        Ty::F32 => bits32(round_f32(x, round)),
+        Ty::F16 | Ty::Bf16 => {
+            if !matches!(round, Round::Nearest | Round::Default) {
+                return Err(format!("cvt to {ty:?} with rounding {round:?}"));
+            }
+            // Through f32 first only when that is exact, to avoid double rounding.
+            if ty == Ty::F16 {
+                u64::from(half::f16::from_f64(x).to_bits())
+            } else {
+                u64::from(half::bf16::from_f64(x).to_bits())
+            }
+        }
+        _ => return Err(format!("{ty:?} is not a float type")),
+    })
+}
+
+/// Float to integer with PTX's saturation (NaN → 0).
+fn float_to_int(x: f64, ty: Ty, round: Round) -> u64 {
+    if x.is_nan() {
+        return 0;
+    }
+    let r = match round {
+        Round::Nearest => x.round_ties_even(),
+        Round::Down => x.floor(),
+        Round::Up => x.ceil(),
+        _ => x.trunc(),
+    };
+    let bits = ty.bits();
+    match ty {
+        Ty::S(_) => {
+            let lo = -(2f64.powi(bits as i32 - 1));
+            let hi = 2f64.powi(bits as i32 - 1) - 1.0;
+            (r.clamp(lo, hi) as i64 as u64) & mask(bits)
+        }
+        _ => {
+            let hi = 2f64.powi(bits as i32) - 1.0;
+            (r.clamp(0.0, hi) as u64) & mask(bits)
+        }
+    }
+}
+
+/// Everything one launch needs.
+pub(crate) struct Launch<'a> {
+    pub func: &'a Function,
+    pub file: &'a str,
+    pub params: &'a [u8],
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+}
+
+struct Ctx<'a> {
+    l: &'a Launch<'a>,
+    ctaid: [u32; 3],
+    instructions: u64,
+}
+
+impl Ctx<'_> {
+    fn error(&self, t: &Thread, kind: ErrorKind, message: String) -> Box<ExecError> {
+        let ins = self.l.func.code.get(t.pc);
+        Box::new(ExecError {
+            kernel: self.l.func.name.clone(),
+            file: self.l.file.to_string(),
+            line: ins.map_or(0, |i| i.line),
+            instruction: ins.map_or(String::new(), |i| i.text.clone()),
+            block: self.ctaid,
+            thread: t.tid,
+            kind,
+            message,
+        })
+    }
+
+    fn special(&self, t: &Thread, s: Special) -> u64 {
+        let (b, g) = (self.l.block, self.l.grid);
+        u64::from(match s {
+            Special::Tid(d) => t.tid[d as usize],
+            Special::Ntid(d) => b[d as usize],
+            Special::Ctaid(d) => self.ctaid[d as usize],
+            Special::Nctaid(d) => g[d as usize],
+            Special::Laneid => t.linear % 32,
+            Special::Warpid => t.linear / 32,
+        })
+    }
+
+    fn val(&self, t: &Thread, o: Operand) -> XResult<u64> {
+        match o {
+            Operand::Reg(r) => {
+                if !t.init[r as usize] {
+                    let name = &self.l.func.regs[r as usize];
+                    return Err(self.error(
+                        t,
+                        ErrorKind::UninitializedRegister,
+                        format!("read of register {name} before any write"),
+                    ));
+                }
+                Ok(t.regs[r as usize])
+            }
+            Operand::Imm(v) => Ok(v),
+            Operand::Special(s) => Ok(self.special(t, s)),
+            Operand::Shared(off) => Ok(off),
+        }
+    }
+
+    fn addr(&self, t: &Thread, a: Addr) -> XResult<u64> {
+        let base = match a.base {
+            AddrBase::Reg(r) => self.val(t, Operand::Reg(r))?,
+            AddrBase::Param(off) => u64::from(off),
+            AddrBase::Shared(off) => off,
+        };
+        Ok(base.wrapping_add(a.offset as u64))
+    }
+}
+
+fn set(t: &mut Thread, d: u16, v: u64) {
+    t.regs[d as usize] = v;
+    t.init[d as usize] = true;
+}
+
+/// Integer binary operation at `ty`'s width.
+fn int_bin(op: BinOp, ty: Ty, a: u64, b: u64) -> u64 {
+    let bits = ty.bits();
+    let signed = matches!(ty, Ty::S(_));
+    let m = mask(bits);
+    let (a, b) = (
+        a & m,
+        b & if matches!(op, BinOp::Shl | BinOp::Shr) {
+            u64::from(u32::MAX)
+        } else {
+            m
+        },
+    );
+    let (sa, sb) = (sext(a, bits), sext(b, bits));
+    match op {
+        BinOp::Add => a.wrapping_add(b) & m,
+        BinOp::Sub => a.wrapping_sub(b) & m,
+        BinOp::MulLo => a.wrapping_mul(b) & m,
+        BinOp::MulHi => {
+            if signed {
+                ((i128::from(sa) * i128::from(sb)) >> bits) as u64 & m
+            } else {
+                ((u128::from(a) * u128::from(b)) >> bits) as u64 & m
+            }
+        }
+        BinOp::MulWide => {
+            let wm = mask(2 * bits);
+            if signed {
+                (i128::from(sa) * i128::from(sb)) as u64 & wm
+            } else {
+                (u128::from(a) * u128::from(b)) as u64 & wm
+            }
+        }
+        BinOp::Div => {
+            if b == 0 {
+                m
+            } else if signed {
+                (sa.wrapping_div(sb) as u64) & m
+            } else {
+                a / b
+            }
+        }
+        BinOp::Rem => {
+            if b == 0 {
+                a
+            } else if signed {
+                (sa.wrapping_rem(sb) as u64) & m
+            } else {
+                a % b
+            }
+        }
+        BinOp::Min | BinOp::Max => {
+            let less = if signed { sa < sb } else { a < b };
+            if less == (op == BinOp::Min) {
+                a
+            } else {
+                b
+            }
+        }
+        BinOp::And => a & b,
+        BinOp::Or => a | b,
+        BinOp::Xor => a ^ b,
+        BinOp::Shl => {
+            if b >= u64::from(bits) {
+                0
+            } else {
+                (a << b) & m
+            }
+        }
+        BinOp::Shr => {
+            if signed {
+                let s = b.min(u64::from(bits) - 1);
+                (sa >> s) as u64 & m
+            } else if b >= u64::from(bits) {
+                0
+            } else {
+                a >> b
+            }
+        }
+        BinOp::Copysign => a,
+    }
+}
+
+fn float_bin(op: BinOp, ty: Ty, a: u64, b: u64, ftz: bool) -> Result<u64, String> {
+    if ty == Ty::F32 {
+        let (mut x, mut y) = (f32_of(a), f32_of(b));
+        if ftz {
+            x = ftz32(x);
+            y = ftz32(y);
+        }
+        let r = match op {
+            BinOp::Add => x + y,
+            BinOp::Sub => x - y,
+            BinOp::MulLo => x * y,
+            BinOp::Div => x / y,
+            BinOp::Min => fmax(f64::from(x), f64::from(y), false) as f32,
+            BinOp::Max => fmax(f64::from(x), f64::from(y), true) as f32,
+            // copysign.f32 d, a, b: b with the sign of a.
+            BinOp::Copysign => y.copysign(x),
+            _ => return Err(format!("{op:?}.f32")),
+        };
+        return Ok(bits32(if ftz { ftz32(r) } else { r }));
+    }
+    if ty == Ty::F64 {
+        let (x, y) = (f64::from_bits(a), f64::from_bits(b));
+        let r = match op {
+            BinOp::Add => x + y,
+            BinOp::Sub => x - y,
+            BinOp::MulLo => x * y,
+            BinOp::Div => x / y,
+            BinOp::Min => fmax(x, y, false),
+            BinOp::Max => fmax(x, y, true),
+            BinOp::Copysign => y.copysign(x),
+            _ => return Err(format!("{op:?}.f64")),
+        };
+        return Ok(r.to_bits());
+    }
+    Err(format!("{op:?} on {ty:?}"))
+}
+
+fn compare(cmp: Cmp, ty: Ty, a: u64, b: u64) -> bool {
+    if ty.is_float() {
+        let (x, y) = (float_in(a, ty), float_in(b, ty));
+        let nan = x.is_nan() || y.is_nan();
+        return match cmp {
+            Cmp::Eq => !nan && x == y,
+            Cmp::Ne => !nan && x != y,
+            Cmp::Lt => !nan && x < y,
+            Cmp::Le => !nan && x <= y,
+            Cmp::Gt => !nan && x > y,
+            Cmp::Ge => !nan && x >= y,
+            Cmp::Equ => nan || x == y,
+            Cmp::Neu => nan || x != y,
+            Cmp::Ltu => nan || x < y,
+            Cmp::Leu => nan || x <= y,
+            Cmp::Gtu => nan || x > y,
+            Cmp::Geu => nan || x >= y,
+            Cmp::Num => !nan,
+            Cmp::Nan => nan,
+        };
+    }
+    let bits = ty.bits();
+    let ord = if matches!(ty, Ty::S(_)) {
+        sext(a, bits).cmp(&sext(b, bits))
+    } else {
+        (a & mask(bits)).cmp(&(b & mask(bits)))
+    };
+    use std::cmp::Ordering::*;
+    match cmp {
+        Cmp::Eq | Cmp::Equ => ord == Equal,
+        Cmp::Ne | Cmp::Neu => ord != Equal,
+        Cmp::Lt | Cmp::Ltu => ord == Less,
+        Cmp::Le | Cmp::Leu => ord != Greater,
+        Cmp::Gt | Cmp::Gtu => ord == Greater,
+        Cmp::Ge | Cmp::Geu => ord != Less,
+        Cmp::Num => true,
+        Cmp::Nan => false,
+    }
+}
+
+fn convert(dty: Ty, sty: Ty, round: Round, sat: bool, ftz: bool, a: u64) -> Result<u64, String> {
+    let v = match (sty.is_float(), dty.is_float()) {
+        (false, false) => {
+            let sbits = sty.bits();
+            let wide = if matches!(sty, Ty::S(_)) {
+                sext(a, sbits) as u64
+            } else {
+                a & mask(sbits)
+            };
+            if sat {
+                let x = if matches!(sty, Ty::S(_)) {
+                    sext(a, sbits) as f64
+                } else {
+                    wide as f64
+                };
+                return Ok(float_to_int(x, dty, Round::Zero));
+            }
+            wide & mask(dty.bits())
+        }
+        (false, true) => {
+            let x = if matches!(sty, Ty::S(_)) {
+                sext(a, sty.bits()) as f64
+            } else {
+                (a & mask(sty.bits())) as f64
+            };
+            if sty.bits() > 32 && !matches!(round, Round::Nearest | Round::Default) {
+                return Err(format!("cvt from {sty:?} with rounding {round:?}"));
+            }
+            float_out(x, dty, round)?
+        }
+        (true, false) => {
+            let mut x = float_in(a, sty);
+            if ftz && sty == Ty::F32 {
+                x = f64::from(ftz32(x as f32));
+            }
+            float_to_int(x, dty, round)
+        }
+        (true, true) => {
+            let mut x = float_in(a, sty);
+            if ftz && sty == Ty::F32 {
+                x = f64::from(ftz32(x as f32));
+            }
+            // Rounding to an integer value within the float type (cvt.rni.f32.f32 and kin).
+            if dty == sty && round != Round::Default {
+                x = match round {
+                    Round::Nearest => x.round_ties_even(),
+                    Round::Zero => x.trunc(),
+                    Round::Down => x.floor(),
+                    _ => x.ceil(),
+                };
+            }
+            if sat {
+                x = if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) };
+            }
+            let out = float_out(x, dty, round)?;
+            if ftz && dty == Ty::F32 {
+                bits32(ftz32(f32_of(out)))
+            } else {
+                out
+            }
+        }
+    };
+    Ok(v)
+}
+
+fn float_un(op: UnOp, ty: Ty, a: u64, ftz: bool) -> Result<u64, String> {
+    if ty == Ty::F32 {
+        let mut x = f32_of(a);
+        if ftz {
+            x = ftz32(x);
+        }
+        let r = match op {
+            UnOp::Neg => -x,
+            UnOp::Abs => x.abs(),
+            UnOp::Rcp => 1.0 / x,
+            UnOp::Sqrt => x.sqrt(),
+            UnOp::Rsqrt => 1.0 / x.sqrt(),
+            UnOp::Ex2 => x.exp2(),
+            UnOp::Lg2 => x.log2(),
+            UnOp::Sin => x.sin(),
+            UnOp::Cos => x.cos(),
+            _ => return Err(format!("{op:?}.f32")),
+        };
+        return Ok(bits32(if ftz { ftz32(r) } else { r }));
+    }
+    if ty == Ty::F64 {
+        let x = f64::from_bits(a);
+        let r = match op {
+            UnOp::Neg => -x,
+            UnOp::Abs => x.abs(),
+            UnOp::Rcp => 1.0 / x,
+            UnOp::Sqrt => x.sqrt(),
+            UnOp::Rsqrt => 1.0 / x.sqrt(),
+            _ => return Err(format!("{op:?}.f64")),
+        };
+        return Ok(r.to_bits());
+    }
+    Err(format!("{op:?} on {ty:?}"))
+}
+
+fn int_un(op: UnOp, ty: Ty, a: u64) -> Result<u64, String> {
+    let bits = ty.bits();
+    let m = mask(bits);
+    let a = a & m;
+    Ok(match op {
+        UnOp::Neg => a.wrapping_neg() & m,
+        UnOp::Abs => (sext(a, bits).wrapping_abs() as u64) & m,
+        UnOp::Not => !a & m,
+        UnOp::Cnot => u64::from(a == 0),
+        UnOp::Popc => u64::from(a.count_ones()),
+        UnOp::Clz => u64::from(a.leading_zeros() - (64 - bits)),
+        UnOp::Brev => a.reverse_bits() >> (64 - bits),
+        _ => return Err(format!("{op:?} on {ty:?}")),
+    })
+}
+
+/// What a thread does after one instruction.
+enum Flow {
+    Next,
+    Jump(usize),
+    Stop(State),
+}
+
+/// Runs one block to completion.
+pub(crate) fn run_block(l: &Launch<'_>, ctaid: [u32; 3], mem: &mut Memory) -> XResult<u64> {
+    let [bx, by, bz] = l.block;
+    let n = (bx * by * bz) as usize;
+    let nregs = l.func.regs.len();
+    let mut threads: Vec<Thread> = (0..n as u32)
+        .map(|i| Thread {
+            regs: vec![0; nregs],
+            init: vec![false; nregs],
+            pc: 0,
+            state: State::Running,
+            tid: [i % bx, (i / bx) % by, i / (bx * by)],
+            linear: i,
+        })
+        .collect();
+    let mut shared = Shared::new(l.func.shared_bytes);
+    let mut ctx = Ctx {
+        l,
+        ctaid,
+        instructions: 0,
+    };
+    loop {
+        for t in threads.iter_mut() {
+            if t.state == State::Running {
+                run_thread(&mut ctx, t, &mut shared, mem)?;
+            }
+        }
+        if threads.iter().all(|t| t.state == State::Exited) {
+            return Ok(ctx.instructions);
+        }
+        if resolve_warps(&mut ctx, &mut threads)? {
+            continue;
+        }
+        resolve_barrier(&mut ctx, &mut threads, &mut shared)?;
+    }
+}
+
+fn resolve_barrier(ctx: &mut Ctx<'_>, threads: &mut [Thread], shared: &mut Shared) -> XResult<()> {
+    let Some(first) = threads
+        .iter()
+        .find(|t| matches!(t.state, State::Barrier(_)))
+    else {
+        let t = threads
+            .iter()
+            .find(|t| t.state == State::Warp)
+            .unwrap_or(&threads[0]);
+        return Err(ctx.error(t, ErrorKind::Deadlock, "no thread can make progress".into()));
+    };
+    let State::Barrier(id) = first.state else {
+        unreachable!("filtered above")
+    };
+    if let Some(t) = threads.iter().find(|t| t.state == State::Exited) {
+        let waiting = threads
+            .iter()
+            .find(|t| matches!(t.state, State::Barrier(_)))
+            .unwrap_or(first);
+        return Err(ctx.error(
+            waiting,
+            ErrorKind::BarrierDivergence,
+            format!(
+                "bar.sync waits for thread {:?}, which exited without reaching it",
+                t.tid
+            ),
+        ));
+    }
+    if let Some(t) = threads.iter().find(|t| t.state != State::Barrier(id)) {
+        return Err(ctx.error(
+            t,
+            ErrorKind::BarrierDivergence,
+            format!(
+                "this thread is not at bar.sync {id} while others wait there ({:?})",
+                t.state
+            ),
+        ));
+    }
+    for t in threads.iter_mut() {
+        t.state = State::Running;
+        t.pc += 1;
+    }
+    shared.epoch += 1;
+    Ok(())
+}
+
+/// Executes every warp-collective instruction all of whose lanes have arrived; `true` if any.
+fn resolve_warps(ctx: &mut Ctx<'_>, threads: &mut [Thread]) -> XResult<bool> {
+    let mut progressed = false;
+    for w0 in (0..threads.len()).step_by(32) {
+        let w1 = (w0 + 32).min(threads.len());
+        let Some(lead) = (w0..w1).find(|&i| threads[i].state == State::Warp) else {
+            continue;
+        };
+        let pc = threads[lead].pc;
+        let ins = &ctx.l.func.code[pc];
+        let mask_op = match &ins.op {
+            Op::Shfl { mask, .. } | Op::Vote { mask, .. } => *mask,
+            _ => unreachable!("only warp collectives wait in State::Warp"),
+        };
+        let lane_mask = ctx.val(&threads[lead], mask_op)? as u32;
+        for lane in 0..32 {
+            if lane_mask & (1 << lane) == 0 {
+                continue;
+            }
+            let i = w0 + lane;
+            if i >= w1 || threads[i].state != State::Warp || threads[i].pc != pc {
+                let who = if i < w1 {
+                    format!("lane {lane} ({:?})", threads.get(i).map(|t| t.state))
+                } else {
+                    format!("lane {lane} (no such thread)")
+                };
+                return Err(ctx.error(
+                    &threads[lead],
+                    ErrorKind::WarpSync,
+                    format!(
+                        "{} needs {who} of its mask {lane_mask:#x} at the same instruction",
+                        ins.text
+                    ),
+                ));
+            }
+        }
+        let lanes: Vec<usize> = (0..32)
+            .filter(|l| lane_mask & (1 << l) != 0)
+            .map(|l| w0 + l)
+            .collect();
+        match ins.op.clone() {
+            Op::Shfl {
+                mode,
+                d,
+                d_pred,
+                a,
+                b,
+                c,
+                ..
+            } => {
+                let mut vals = [0u64; 32];
+                for &i in &lanes {
+                    vals[i - w0] = ctx.val(&threads[i], a)?;
+                }
+                for &i in &lanes {
+                    let t = &threads[i];
+                    let lane = (i - w0) as u32;
+                    let bval = ctx.val(t, b)? as u32 & 0x1f;
+                    let cval = ctx.val(t, c)? as u32;
+                    let seg = (cval >> 8) & 0x1f;
+                    let min_lane = lane & seg;
+                    let max_lane = min_lane | ((cval & 0x1f) & !seg);
+                    let (j, ok) = match mode {
+                        ShflMode::Up => {
+                            let j = lane as i32 - bval as i32;
+                            (j, j >= max_lane as i32)
+                        }
+                        ShflMode::Down => {
+                            let j = (lane + bval) as i32;
+                            (j, j <= max_lane as i32)
+                        }
+                        ShflMode::Bfly => {
+                            let j = (lane ^ bval) as i32;
+                            (j, j <= max_lane as i32)
+                        }
+                        ShflMode::Idx => {
+                            let j = (min_lane | (bval & !seg)) as i32;
+                            (j, j <= max_lane as i32)
+                        }
+                    };
+                    let src = if ok { j as u32 } else { lane };
+                    if lane_mask & (1 << src) == 0 {
+                        return Err(ctx.error(
+                            t,
+                            ErrorKind::WarpSync,
+                            format!("shfl reads lane {src}, outside the mask {lane_mask:#x}"),
+                        ));
+                    }
+                    let v = vals[src as usize];
+                    let t = &mut threads[i];
+                    set(t, d, v & 0xffff_ffff);
+                    if let Some(p) = d_pred {
+                        set(t, p, u64::from(ok));
+                    }
+                }
+            }
+            Op::Vote {
+                mode, d, a, negate, ..
+            } => {
+                let mut ballot = 0u32;
+                for &i in &lanes {
+                    let p = (ctx.val(&threads[i], a)? != 0) != negate;
+                    if p {
+                        ballot |= 1 << (i - w0);
+                    }
+                }
+                let active = lanes.iter().fold(0u32, |m, &i| m | 1 << (i - w0));
+                let v = match mode {
+                    VoteMode::Ballot => u64::from(ballot),
+                    VoteMode::All => u64::from(ballot == active),
+                    VoteMode::Any => u64::from(ballot != 0),
+                    VoteMode::Uni => u64::from(ballot == active || ballot == 0),
+                };
+                for &i in &lanes {
+                    set(&mut threads[i], d, v);
+                }
+            }
+            _ => unreachable!("checked above"),
+        }
+        ctx.instructions += lanes.len() as u64;
+        for &i in &lanes {
+            threads[i].state = State::Running;
+            threads[i].pc += 1;
+        }
+        progressed = true;
+    }
+    Ok(progressed)
+}
+
+/// Runs a thread until it exits or reaches a synchronisation point.
+fn run_thread(
+    ctx: &mut Ctx<'_>,
+    t: &mut Thread,
+    shared: &mut Shared,
+    mem: &mut Memory,
+) -> XResult<()> {
+    let code = &ctx.l.func.code;
+    loop {
+        let Some(ins) = code.get(t.pc) else {
+            t.state = State::Exited;
+            return Ok(());
+        };
+        ctx.instructions += 1;
+        if let Some((p, negate)) = ins.guard {
+            if (ctx.val(t, Operand::Reg(p))? != 0) == negate {
+                t.pc += 1;
+                continue;
+            }
+        }
+        match step(ctx, t, &ins.op, shared, mem)? {
+            Flow::Next => t.pc += 1,
+            Flow::Jump(pc) => t.pc = pc,
+            Flow::Stop(s) => {
+                t.state = s;
+                if s == State::Exited {
+                    t.pc += 1;
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn unsupported(ctx: &Ctx<'_>, t: &Thread, what: String) -> Box<ExecError> {
+    ctx.error(t, ErrorKind::Unsupported, format!("unsupported: {what}"))
+}
+
+fn step(
+    ctx: &mut Ctx<'_>,
+    t: &mut Thread,
+    op: &Op,
+    shared: &mut Shared,
+    mem: &mut Memory,
+) -> XResult<Flow> {
+    match *op {
+        Op::Mov { ty, d, a } => {
+            let v = ctx.val(t, a)?;
+            set(t, d, v & mask(ty.bits()));
+        }
+        Op::Bin {
+            op,
+            ty,
+            d,
+            a,
+            b,
+            round: _,
+            ftz,
+        } => {
+            let (x, y) = (ctx.val(t, a)?, ctx.val(t, b)?);
+            let v = if ty == Ty::Pred {
+                let (x, y) = (x != 0, y != 0);
+                u64::from(match op {
+                    BinOp::And => x && y,
+                    BinOp::Or => x || y,
+                    BinOp::Xor => x != y,
+                    _ => return Err(unsupported(ctx, t, format!("{op:?}.pred"))),
+                })
+            } else if ty.is_float() {
+                float_bin(op, ty, x, y, ftz).map_err(|m| unsupported(ctx, t, m))?
+            } else {
+                int_bin(op, ty, x, y)
+            };
+            set(t, d, v);
+        }
+        Op::Mad {
+            kind,
+            ty,
+            d,
+            a,
+            b,
+            c,
+        } => {
+            let (x, y, z) = (ctx.val(t, a)?, ctx.val(t, b)?, ctx.val(t, c)?);
+            let v = match ty {
+                Ty::F32 => bits32(f32_of(x).mul_add(f32_of(y), f32_of(z))),
+                Ty::F64 => f64::from_bits(x)
+                    .mul_add(f64::from_bits(y), f64::from_bits(z))
+                    .to_bits(),
+                _ => {
+                    let p = int_bin(kind, ty, x, y);
+                    let wide_ty = match (kind, ty) {
+                        (BinOp::MulWide, Ty::U(b)) => Ty::U(2 * b),
+                        (BinOp::MulWide, Ty::S(b)) => Ty::S(2 * b),
+                        _ => ty,
+                    };
+                    int_bin(BinOp::Add, wide_ty, p, z)
+                }
+            };
+            set(t, d, v);
+        }
+        Op::Un { op, ty, d, a, ftz } => {
+            let x = ctx.val(t, a)?;
+            let v = if ty == Ty::Pred {
+                match op {
+                    UnOp::Not => u64::from(x == 0),
+                    _ => return Err(unsupported(ctx, t, format!("{op:?}.pred"))),
+                }
+            } else if ty.is_float() {
+                float_un(op, ty, x, ftz).map_err(|m| unsupported(ctx, t, m))?
+            } else {
+                int_un(op, ty, x).map_err(|m| unsupported(ctx, t, m))?
+            };
+            set(t, d, v);
+        }
+        Op::Setp {
+            cmp,
+            ty,
+            d,
+            d_not,
+            a,
+            b,
+            combine,
+        } => {
+            let r = compare(cmp, ty, ctx.val(t, a)?, ctx.val(t, b)?);
+            let (p, q) = match combine {
+                None => (r, !r),
+                Some((op, c, negate)) => {
+                    let c = (ctx.val(t, c)? != 0) != negate;
+                    let f = |x: bool| match op {
+                        BoolOp::And => x && c,
+                        BoolOp::Or => x || c,
+                        BoolOp::Xor => x != c,
+                    };
+                    (f(r), f(!r))
+                }
+            };
+            set(t, d, u64::from(p));
+            if let Some(q_reg) = d_not {
+                set(t, q_reg, u64::from(q));
+            }
+        }
+        Op::Selp { ty, d, a, b, c } => {
+            let v = if ctx.val(t, c)? != 0 {
+                ctx.val(t, a)?
+            } else {
+                ctx.val(t, b)?
+            };
+            set(t, d, v & mask(ty.bits()));
+        }
+        Op::Cvt {
+            dty,
+            sty,
+            round,
+            sat,
+            ftz,
+            d,
+            a,
+        } => {
+            let v = convert(dty, sty, round, sat, ftz, ctx.val(t, a)?)
+                .map_err(|m| unsupported(ctx, t, m))?;
+            set(t, d, v);
+        }
+        Op::Cvta { d, a } => {
+            let v = ctx.val(t, a)?;
+            set(t, d, v);
+        }
+        Op::Ld {
+            space,
+            ty,
+            d,
+            vec,
+            addr,
+        } => {
+            let base = ctx.addr(t, addr)?;
+            let size = ty.bytes();
+            for (k, &reg) in d.iter().take(vec as usize).enumerate() {
+                let at = base.wrapping_add((k * size) as u64);
+                let v = load(
+                    ctx,
+                    t,
+                    space,
+                    at,
+                    size * vec as usize,
+                    size,
+                    shared,
+                    mem,
+                    k == 0,
+                )?;
+                set(t, reg, v);
+            }
+        }
+        Op::St {
+            space,
+            ty,
+            src,
+            vec,
+            addr,
+        } => {
+            let base = ctx.addr(t, addr)?;
+            let size = ty.bytes();
+            for (k, &operand) in src.iter().take(vec as usize).enumerate() {
+                let v = ctx.val(t, operand)?;
+                let at = base.wrapping_add((k * size) as u64);
+                if k == 0 && base % (size * vec as usize) as u64 != 0 {
+                    return Err(ctx.error(
+                        t,
+                        ErrorKind::Misaligned,
+                        format!("{}-byte store at {base:#x}", size * vec as usize),
+                    ));
+                }
+                match space {
+                    Space::Shared => shared
+                        .write(at, size, v, t.linear, false)
+                        .map_err(|(k, m)| ctx.error(t, k, m))?,
+                    Space::Param => return Err(unsupported(ctx, t, "st.param".into())),
+                    _ => {
+                        let (buf, off) = mem.locate(at, size).map_err(|m| {
+                            ctx.error(t, ErrorKind::OutOfBounds, format!("global store: {m}"))
+                        })?;
+                        for i in 0..size {
+                            buf[off + i] = (v >> (8 * i)) as u8;
+                        }
+                    }
+                }
+            }
+        }
+        Op::Atom {
+            space,
+            op,
+            ty,
+            d,
+            addr,
+            a,
+            b,
+        } => {
+            let at = ctx.addr(t, addr)?;
+            let size = ty.bytes();
+            if at % size as u64 != 0 {
+                return Err(ctx.error(
+                    t,
+                    ErrorKind::Misaligned,
+                    format!("{size}-byte atomic at {at:#x}"),
+                ));
+            }
+            let x = ctx.val(t, a)?;
+            let y = ctx.val(t, b)?;
+            let old = match space {
+                Space::Shared => {
+                    let a_ = shared
+                        .check(at, size)
+                        .map_err(|m| ctx.error(t, ErrorKind::OutOfBounds, m))?;
+                    let mut v = 0u64;
+                    for i in 0..size {
+                        v |= u64::from(shared.data[a_ + i]) << (8 * i);
+                    }
+                    if !shared.written[a_] {
+                        return Err(ctx.error(
+                            t,
+                            ErrorKind::UninitializedShared,
+                            format!("atomic on shared byte {a_}, which no thread has written"),
+                        ));
+                    }
+                    v
+                }
+                _ => {
+                    let (buf, off) = mem.locate(at, size).map_err(|m| {
+                        ctx.error(t, ErrorKind::OutOfBounds, format!("global atomic: {m}"))
+                    })?;
+                    let mut v = 0u64;
+                    for i in 0..size {
+                        v |= u64::from(buf[off + i]) << (8 * i);
+                    }
+                    v
+                }
+            };
+            let new = atomic(op, ty, old, x, y).map_err(|m| unsupported(ctx, t, m))?;
+            match space {
+                Space::Shared => shared
+                    .write(at, size, new, t.linear, true)
+                    .map_err(|(k, m)| ctx.error(t, k, m))?,
+                _ => {
+                    let (buf, off) = mem
+                        .locate(at, size)
+                        .map_err(|m| ctx.error(t, ErrorKind::OutOfBounds, m))?;
+                    for i in 0..size {
+                        buf[off + i] = (new >> (8 * i)) as u8;
+                    }
+                }
+            }
+            if let Some(d) = d {
+                set(t, d, old);
+            }
+        }
+        Op::Shfl { .. } | Op::Vote { .. } => return Ok(Flow::Stop(State::Warp)),
+        Op::Bar { id } => {
+            let id = ctx.val(t, id)? as u32;
+            return Ok(Flow::Stop(State::Barrier(id)));
+        }
+        Op::Bra { target } => return Ok(Flow::Jump(target)),
+        Op::Exit => return Ok(Flow::Stop(State::Exited)),
+        Op::Unsupported(ref s) => return Err(unsupported(ctx, t, format!("instruction `{s}`"))),
+    }
+    Ok(Flow::Next)
+}
+
+#[allow(clippy::too_many_arguments, reason = "a load needs its whole context")]
+fn load(
+    ctx: &Ctx<'_>,
+    t: &Thread,
+    space: Space,
+    at: u64,
+    whole: usize,
+    size: usize,
+    shared: &mut Shared,
+    mem: &mut Memory,
+    first: bool,
+) -> XResult<u64> {
+    if first && space != Space::Param && !at.is_multiple_of(whole as u64) {
+        return Err(ctx.error(
+            t,
+            ErrorKind::Misaligned,
+            format!("{whole}-byte load at {at:#x}"),
+        ));
+    }
+    match space {
+        Space::Param => {
+            let p = ctx.l.params;
+            let a = at as usize;
+            if a.checked_add(size).is_none_or(|e| e > p.len()) {
+                return Err(ctx.error(
+                    t,
+                    ErrorKind::OutOfBounds,
+                    format!("param read of {size} bytes at {a} of {}", p.len()),
+                ));
+            }
+            Ok(p[a..a + size]
+                .iter()
+                .enumerate()
+                .fold(0u64, |v, (k, &b)| v | u64::from(b) << (8 * k)))
+        }
+        Space::Shared => shared
+            .read(at, size, t.linear)
+            .map_err(|(k, m)| ctx.error(t, k, m)),
+        _ => {
+            let (buf, off) = mem
+                .locate(at, size)
+                .map_err(|m| ctx.error(t, ErrorKind::OutOfBounds, format!("global load: {m}")))?;
+            Ok(buf[off..off + size]
+                .iter()
+                .enumerate()
+                .fold(0u64, |v, (k, &b)| v | u64::from(b) << (8 * k)))
+        }
+    }
+}
+
+fn atomic(op: AtomOp, ty: Ty, old: u64, x: u64, y: u64) -> Result<u64, String> {
+    let bits = ty.bits();
+    let m = mask(bits);
+    Ok(match (op, ty) {
+        (AtomOp::Add, Ty::F32) => bits32(f32_of(old) + f32_of(x)),
+        (AtomOp::Add, Ty::F64) => (f64::from_bits(old) + f64::from_bits(x)).to_bits(),
+        (AtomOp::Min | AtomOp::Max, Ty::F32) => bits32(fmax(
+            f64::from(f32_of(old)),
+            f64::from(f32_of(x)),
+            op == AtomOp::Max,
+        ) as f32),
+        (AtomOp::Add, _) => old.wrapping_add(x) & m,
+        (AtomOp::Min, _) => int_bin(BinOp::Min, ty, old, x),
+        (AtomOp::Max, _) => int_bin(BinOp::Max, ty, old, x),
+        (AtomOp::Exch, _) => x & m,
+        (AtomOp::Cas, _) => {
+            if old & m == x & m {
+                y & m
+            } else {
+                old
+            }
+        }
+        (AtomOp::And, _) => old & x,
+        (AtomOp::Or, _) => old | x,
+        (AtomOp::Xor, _) => old ^ x,
+        (AtomOp::Inc, _) => {
+            if old & m >= x & m {
+                0
+            } else {
+                (old + 1) & m
+            }
+        }
+        (AtomOp::Dec, _) => {
+            if old & m == 0 || old & m > x & m {
+                x & m
+            } else {
+                old - 1
+            }
+        }
+    })
+}

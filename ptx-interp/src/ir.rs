@@ -1,0 +1,412 @@
+#![allow(
+    missing_docs,
+    reason = "variants and fields mirror the PTX opcodes and operands of the same names (PTX ISA manual)"
+)]
+//! The decoded form of a PTX function: registers resolved to indices, labels to instruction
+//! indices, every operand typed by its instruction.
+
+/// A scalar type of an instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    /// Unsigned integer of 8, 16, 32, 64 bits.
+    U(u8),
+    /// Signed integer.
+    S(u8),
+    /// Untyped bits.
+    B(u8),
+    /// IEEE binary16.
+    F16,
+    /// bfloat16.
+    Bf16,
+    /// IEEE binary32.
+    F32,
+    /// IEEE binary64.
+    F64,
+    /// Predicate.
+    Pred,
+}
+
+impl Ty {
+    /// Width in bits (predicates: 1).
+    pub fn bits(self) -> u32 {
+        match self {
+            Ty::U(b) | Ty::S(b) | Ty::B(b) => u32::from(b),
+            Ty::F16 | Ty::Bf16 => 16,
+            Ty::F32 => 32,
+            Ty::F64 => 64,
+            Ty::Pred => 1,
+        }
+    }
+
+    /// Width in bytes of a memory access.
+    pub fn bytes(self) -> usize {
+        (self.bits() as usize).div_ceil(8)
+    }
+
+    /// Parses a type suffix such as `u32`, `f16`, `pred`.
+    pub fn parse(s: &str) -> Option<Ty> {
+        Some(match s {
+            "u8" => Ty::U(8),
+            "u16" => Ty::U(16),
+            "u32" => Ty::U(32),
+            "u64" => Ty::U(64),
+            "s8" => Ty::S(8),
+            "s16" => Ty::S(16),
+            "s32" => Ty::S(32),
+            "s64" => Ty::S(64),
+            "b8" => Ty::B(8),
+            "b16" => Ty::B(16),
+            "b32" => Ty::B(32),
+            "b64" => Ty::B(64),
+            "f16" => Ty::F16,
+            "bf16" => Ty::Bf16,
+            "f32" => Ty::F32,
+            "f64" => Ty::F64,
+            "pred" => Ty::Pred,
+            _ => return None,
+        })
+    }
+
+    /// Whether the type is a float type.
+    pub fn is_float(self) -> bool {
+        matches!(self, Ty::F16 | Ty::Bf16 | Ty::F32 | Ty::F64)
+    }
+}
+
+/// A special register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Special {
+    /// `%tid.{x,y,z}`.
+    Tid(u8),
+    /// `%ntid.{x,y,z}`.
+    Ntid(u8),
+    /// `%ctaid.{x,y,z}`.
+    Ctaid(u8),
+    /// `%nctaid.{x,y,z}`.
+    Nctaid(u8),
+    /// `%laneid`.
+    Laneid,
+    /// `%warpid`.
+    Warpid,
+}
+
+/// A source operand.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Operand {
+    /// A register by index.
+    Reg(u16),
+    /// An immediate as raw bits of the instruction's type (floats as IEEE bits).
+    Imm(u64),
+    /// A special register.
+    Special(Special),
+    /// The address of a `.shared` variable (its offset in the block's shared window).
+    Shared(u64),
+}
+
+/// The state space of a memory access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    /// Kernel parameters.
+    Param,
+    /// Device memory.
+    Global,
+    /// Per-block shared memory.
+    Shared,
+    /// A generic address (resolved like global here).
+    Generic,
+}
+
+/// An address operand `[base + offset]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AddrBase {
+    /// A register holding an address.
+    Reg(u16),
+    /// A kernel parameter (its byte offset in the parameter block).
+    Param(u32),
+    /// A `.shared` variable (its offset in the shared window).
+    Shared(u64),
+}
+
+/// `[base + offset]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Addr {
+    /// The base.
+    pub base: AddrBase,
+    /// A constant byte offset.
+    pub offset: i64,
+}
+
+/// Integer and float binary operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    MulLo,
+    MulHi,
+    MulWide,
+    Div,
+    Rem,
+    Min,
+    Max,
+    And,
+    Or,
+    Xor,
+    Shl,
+    Shr,
+    Copysign,
+}
+
+/// Unary operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnOp {
+    Neg,
+    Abs,
+    Not,
+    Cnot,
+    Popc,
+    Clz,
+    Brev,
+    Rcp,
+    Sqrt,
+    Rsqrt,
+    Ex2,
+    Lg2,
+    Sin,
+    Cos,
+}
+
+/// Comparisons of `setp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// Unordered variants (true when either is NaN).
+    Equ,
+    Neu,
+    Ltu,
+    Leu,
+    Gtu,
+    Geu,
+    /// Both numbers / either NaN.
+    Num,
+    Nan,
+}
+
+/// Boolean combiners (`and.pred`, the `setp` combiner).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoolOp {
+    And,
+    Or,
+    Xor,
+}
+
+/// Float rounding of `cvt` and arithmetic; integer rounding of float-to-int `cvt`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Round {
+    /// No modifier.
+    Default,
+    /// Round to nearest even (`.rn`, `.rni`).
+    Nearest,
+    /// Toward zero (`.rz`, `.rzi`).
+    Zero,
+    /// Toward −∞ (`.rm`, `.rmi`).
+    Down,
+    /// Toward +∞ (`.rp`, `.rpi`).
+    Up,
+}
+
+/// Atomic operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtomOp {
+    Add,
+    Min,
+    Max,
+    Exch,
+    Cas,
+    And,
+    Or,
+    Xor,
+    Inc,
+    Dec,
+}
+
+/// `shfl` modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShflMode {
+    Up,
+    Down,
+    Bfly,
+    Idx,
+}
+
+/// `vote` modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoteMode {
+    All,
+    Any,
+    Uni,
+    Ballot,
+}
+
+/// One decoded instruction.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// `mov`.
+    Mov { ty: Ty, d: u16, a: Operand },
+    /// Two-operand arithmetic and logic.
+    Bin {
+        op: BinOp,
+        ty: Ty,
+        d: u16,
+        a: Operand,
+        b: Operand,
+        round: Round,
+        ftz: bool,
+    },
+    /// `mad.{lo,hi,wide}` (integers) and `mad`/`fma` (floats, fused).
+    Mad {
+        kind: BinOp,
+        ty: Ty,
+        d: u16,
+        a: Operand,
+        b: Operand,
+        c: Operand,
+    },
+    /// One-operand arithmetic.
+    Un {
+        op: UnOp,
+        ty: Ty,
+        d: u16,
+        a: Operand,
+        ftz: bool,
+    },
+    /// `setp`.
+    Setp {
+        cmp: Cmp,
+        ty: Ty,
+        d: u16,
+        d_not: Option<u16>,
+        a: Operand,
+        b: Operand,
+        combine: Option<(BoolOp, Operand, bool)>,
+    },
+    /// `selp`.
+    Selp {
+        ty: Ty,
+        d: u16,
+        a: Operand,
+        b: Operand,
+        c: Operand,
+    },
+    /// `cvt`.
+    Cvt {
+        dty: Ty,
+        sty: Ty,
+        round: Round,
+        sat: bool,
+        ftz: bool,
+        d: u16,
+        a: Operand,
+    },
+    /// `cvta` (addresses are the same in every window here).
+    Cvta { d: u16, a: Operand },
+    /// `ld` of `vec` consecutive elements into `d`.
+    Ld {
+        space: Space,
+        ty: Ty,
+        d: [u16; 4],
+        vec: u8,
+        addr: Addr,
+    },
+    /// `st` of `vec` consecutive elements.
+    St {
+        space: Space,
+        ty: Ty,
+        src: [Operand; 4],
+        vec: u8,
+        addr: Addr,
+    },
+    /// `atom` (with a destination) and `red` (without).
+    Atom {
+        space: Space,
+        op: AtomOp,
+        ty: Ty,
+        d: Option<u16>,
+        addr: Addr,
+        a: Operand,
+        b: Operand,
+    },
+    /// `shfl.sync`.
+    Shfl {
+        mode: ShflMode,
+        d: u16,
+        d_pred: Option<u16>,
+        a: Operand,
+        b: Operand,
+        c: Operand,
+        mask: Operand,
+    },
+    /// `vote.sync`.
+    Vote {
+        mode: VoteMode,
+        d: u16,
+        a: Operand,
+        negate: bool,
+        mask: Operand,
+    },
+    /// `bar.sync` / `barrier.sync`.
+    Bar { id: Operand },
+    /// `bra` to an instruction index.
+    Bra { target: usize },
+    /// `ret` / `exit`.
+    Exit,
+    /// Something this interpreter does not implement; running it is an error.
+    Unsupported(String),
+}
+
+/// An instruction with its guard and source position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Instr {
+    /// The guard predicate register and whether it is negated (`@!%p`).
+    pub guard: Option<(u16, bool)>,
+    /// The operation.
+    pub op: Op,
+    /// 1-based source line.
+    pub line: u32,
+    /// The source text of the instruction, for error messages.
+    pub text: String,
+}
+
+/// A kernel parameter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param {
+    /// Its name.
+    pub name: String,
+    /// Its byte size.
+    pub size: usize,
+    /// Its byte offset in the parameter block.
+    pub offset: usize,
+}
+
+/// A decoded `.entry`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Function {
+    /// The entry's name.
+    pub name: String,
+    /// Its parameters, in order.
+    pub params: Vec<Param>,
+    /// Bytes of the parameter block.
+    pub param_bytes: usize,
+    /// Register names by index.
+    pub regs: Vec<String>,
+    /// Bytes of `.shared` memory per block.
+    pub shared_bytes: usize,
+    /// The body.
+    pub code: Vec<Instr>,
+    /// `.maxntid`, if declared.
+    pub max_threads: Option<u32>,
+}
