@@ -162,6 +162,9 @@ pub struct Machine {
     mem: exec::Memory,
     /// PTX instructions executed so far (by any thread, guarded-off ones included).
     pub instructions: u64,
+    /// When set, blocks run in an order shuffled by this seed instead of by block id, so a test
+    /// can check that a result does not depend on the order blocks are scheduled in.
+    pub block_order_seed: Option<u64>,
 }
 
 impl Machine {
@@ -284,13 +287,27 @@ impl Machine {
             grid,
             block,
         };
-        let mut count = 0u64;
-        for z in 0..grid[2] {
-            for y in 0..grid[1] {
-                for x in 0..grid[0] {
-                    count += exec::run_block(&launch, [x, y, z], &mut self.mem)?;
-                }
+        let mut blocks: Vec<[u32; 3]> = (0..grid[2])
+            .flat_map(|z| (0..grid[1]).flat_map(move |y| (0..grid[0]).map(move |x| [x, y, z])))
+            .collect();
+        if let Some(seed) = self.block_order_seed {
+            // Fisher–Yates with SplitMix64.
+            let mut state = seed;
+            let mut next = || {
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^ (z >> 31)
+            };
+            for i in (1..blocks.len()).rev() {
+                let j = (next() % (i as u64 + 1)) as usize;
+                blocks.swap(i, j);
             }
+        }
+        let mut count = 0u64;
+        for b in blocks {
+            count += exec::run_block(&launch, b, &mut self.mem)?;
         }
         self.instructions += count;
         Ok(count)

@@ -36,6 +36,13 @@ impl Interp {
         }
     }
 
+    /// Runs every launch's blocks in an order shuffled by `seed`.
+    pub fn with_block_order(seed: u64) -> Interp {
+        let ip = Interp::new();
+        ip.machine.borrow_mut().block_order_seed = Some(seed);
+        ip
+    }
+
     pub fn read_f32(&self, b: &Buf, len: usize) -> Vec<f64> {
         let bytes = self.download(b, len * 4).unwrap();
         bytes
@@ -239,5 +246,123 @@ fn ptx_interpreter_runs_at_least_10m_instructions_per_second() {
         rate >= 10e6,
         "the interpreter runs {:.1} M instructions/s, below the 10 M target",
         rate / 1e6
+    );
+}
+
+/// The deterministic backward does not depend on the order blocks are scheduled in: the same
+/// inputs under differently shuffled block orders give bitwise identical gradients. (The atomic
+/// mode's order is the scheduler's, so only its values are compared, elsewhere.)
+#[test]
+fn deterministic_backward_is_bitwise_identical_under_shuffled_block_orders() {
+    use ultramem::gpu::peer_ffn::{self, PeerBuffers};
+    use ultramem::gpu::weighted_gather::{self, GatherBuffers};
+    use ultramem::rng::SplitMix64;
+    use ultramem::{Activation, BackwardMode, DType, PeerFfnDims, WeightedGatherDims};
+    let (t, m, n) = (24usize, 16usize, 37usize);
+    let mut rng = SplitMix64::new(5);
+    // Few rows, many slots: long runs of equal rows whose sums could reorder.
+    let rows: Vec<u32> = (0..t * m).map(|_| rng.below(n as u64) as u32).collect();
+    let mut floats = |len: usize| -> Vec<f32> {
+        rng.normals(len, 1.0)
+            .into_iter()
+            .map(|x| x as f32)
+            .collect()
+    };
+    let (w, table, dout, z, down) = (
+        floats(t * m * 2),
+        floats(n * 96),
+        floats(t * 96),
+        floats(t * 40),
+        floats(n * 40),
+    );
+    let gd = WeightedGatherDims {
+        tokens: t,
+        slots: m,
+        cores: 2,
+        rows: n,
+        dv: 96,
+    };
+    let pd = PeerFfnDims {
+        tokens: t,
+        slots: m,
+        cores: 2,
+        rows: n,
+        dp: 40,
+        dv: 96,
+    };
+    let run = |seed: u64| -> Vec<Vec<u32>> {
+        let ip = Interp::with_block_order(seed);
+        let (rb, wb, tb, gb, zb, db) = (
+            ip.upload_pod(&rows),
+            ip.upload_pod(&w),
+            ip.upload_pod(&table),
+            ip.upload_pod(&dout),
+            ip.upload_pod(&z),
+            ip.upload_pod(&down),
+        );
+        let b = GatherBuffers {
+            rows: &rb,
+            weights: &wb,
+            table: &tb,
+        };
+        let (dw, dt) =
+            weighted_gather::backward(&ip, &gd, DType::F32, BackwardMode::Deterministic, &b, &gb)
+                .unwrap();
+        let pb = PeerBuffers {
+            rows: &rb,
+            scores: &wb,
+            z: &zb,
+            down: &db,
+            up: &tb,
+        };
+        let g = peer_ffn::backward(
+            &ip,
+            &pd,
+            DType::F32,
+            Activation::Gelu,
+            BackwardMode::Deterministic,
+            &pb,
+            &gb,
+        )
+        .unwrap();
+        vec![
+            ip.read_u32(&dw, t * m * 2),
+            ip.read_u32(&dt, n * 96),
+            ip.read_u32(&g.dz, t * 40),
+            ip.read_u32(&g.dscores, t * m * 2),
+            ip.read_u32(&g.ddown, n * 40),
+            ip.read_u32(&g.dup, n * 96),
+        ]
+    };
+    let first = run(1);
+    for seed in [2, 3, 99] {
+        assert_eq!(
+            run(seed),
+            first,
+            "block order {seed} changed a deterministic gradient"
+        );
+    }
+    // The shuffle does reorder work: the atomic mode's float sums change in their last bits.
+    let atomic = |seed: u64| -> Vec<u32> {
+        let ip = Interp::with_block_order(seed);
+        let (rb, wb, tb, gb) = (
+            ip.upload_pod(&rows),
+            ip.upload_pod(&w),
+            ip.upload_pod(&table),
+            ip.upload_pod(&dout),
+        );
+        let b = GatherBuffers {
+            rows: &rb,
+            weights: &wb,
+            table: &tb,
+        };
+        let (_, dt) =
+            weighted_gather::backward(&ip, &gd, DType::F32, BackwardMode::Atomic, &b, &gb).unwrap();
+        ip.read_u32(&dt, n * 96)
+    };
+    assert_ne!(
+        atomic(1),
+        atomic(2),
+        "shuffled block orders should reorder the atomic sums"
     );
 }
