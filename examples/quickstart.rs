@@ -54,12 +54,11 @@ fn run() -> ultramem::Result<bool> {
         .into_iter()
         .map(|v| v as f32)
         .collect();
-    // Values (PEER: the memory-bound part) on the device; the top-k selection on the CPU until its
-    // GPU kernels land.
-    let select = Device::cpu();
-    let composed = forward_with_ops(&select, &device, &cfg, &params, &x)?;
+    // The sparse ops (Tucker top-k, index map, PEER values) on the device; the dense
+    // projections on the host.
+    let composed = forward_with_ops(&device, &device, &cfg, &params, &x)?;
     println!(
-        "ran: values (PEER) on {}, top-k selection on {select}",
+        "ran: top-k, index map and PEER values on {}",
         composed.values_device
     );
     let out = composed.out;

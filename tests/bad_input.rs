@@ -195,7 +195,8 @@ fn additive_topk_backward_rejects_index_past_grid() {
         k1: None,
     };
     let idx = cpu(&[2, 1, 1], vec![0u32, 9]); // n² = 9
-    let e = additive_topk_backward(&args, &idx, &zeros(&[2, 1, 1])).unwrap_err();
+    let e =
+        additive_topk_backward(&args, &idx, &zeros(&[2, 1, 1]), BackwardMode::Atomic).unwrap_err();
     assert!(
         matches!(
             e,
@@ -220,7 +221,13 @@ fn additive_topk_backward_rejects_dscore_of_wrong_shape() {
         k: 1,
         k1: None,
     };
-    let e = additive_topk_backward(&args, &zeros(&[2, 1, 1]), &zeros(&[2, 1, 2])).unwrap_err();
+    let e = additive_topk_backward(
+        &args,
+        &zeros(&[2, 1, 1]),
+        &zeros(&[2, 1, 2]),
+        BackwardMode::Atomic,
+    )
+    .unwrap_err();
     assert!(
         matches!(e, Error::ShapeMismatch { arg: "dscore", .. }),
         "{e}"
@@ -352,6 +359,7 @@ fn tucker_topk_backward_rejects_index_past_grid() {
         &t.args(None, 1),
         &cpu(&[1, 1, 1], vec![9u32]),
         &zeros(&[1, 1, 1, 2]),
+        BackwardMode::Deterministic,
     )
     .unwrap_err();
     assert!(
@@ -891,16 +899,23 @@ fn gpu_ops_reject_f64_tables_and_ops_without_kernels() {
         ),
         "{e}"
     );
-    let s = Tensor::from_vec(&dev, &[1, 1, 1], vec![0.0f32]).unwrap();
-    let e = score_fn(&ScoreFnArgs {
-        score: &s,
-        func: ScoreFn::Softmax,
+    // The MoE baseline has no GPU kernel yet: asking for it on a GPU is a typed error.
+    let x = Tensor::from_vec(&dev, &[1, 2], vec![0.0f32; 2]).unwrap();
+    let experts = Tensor::from_vec(&dev, &[1, 1], vec![0u32]).unwrap();
+    let gates = Tensor::from_vec(&dev, &[1, 1], vec![1.0f32]).unwrap();
+    let proj = Tensor::from_vec(&dev, &[1, 2, 2], vec![0.0f32; 4]).unwrap();
+    let e = moe_ffn(&MoeFfnArgs {
+        x: &x,
+        routing: MoeRouting::Explicit {
+            experts: &experts,
+            gates: &gates,
+        },
+        w1: &proj,
+        w3: &proj,
+        w2: &proj,
     })
     .unwrap_err();
-    assert!(
-        matches!(e, Error::Unsupported { op: "score_fn", .. }),
-        "{e}"
-    );
+    assert!(matches!(e, Error::Unsupported { op: "moe_ffn", .. }), "{e}");
     // Mixing devices is a typed error too.
     let cpu_table = cpu(&[2, 2], vec![1.0f32; 4]);
     let e = weighted_gather(&WeightedGatherArgs {
@@ -1051,14 +1066,21 @@ fn every_op_accepts_zero_tokens_and_returns_empty_outputs() {
         (out.idx.shape(), out.score.shape()),
         (&[0, 1, 2][..], &[0, 1, 2][..])
     );
-    let g = additive_topk_backward(&args, &out.idx, &out.score).unwrap();
+    let g =
+        additive_topk_backward(&args, &out.idx, &out.score, BackwardMode::Deterministic).unwrap();
     assert!(g.dq.is_empty() && g.dkeys.to_vec().unwrap().iter().all(|&x| x == 0.0));
 
     let mut t = tucker_inputs();
     t.q = zeros(&[0, 1, 2, 2, 2]);
     let out = tucker_topk(&t.args(None, 3)).unwrap();
     assert_eq!(out.score.shape(), &[0, 1, 3, 2]);
-    let g = tucker_topk_backward(&t.args(None, 3), &out.idx, &out.score).unwrap();
+    let g = tucker_topk_backward(
+        &t.args(None, 3),
+        &out.idx,
+        &out.score,
+        BackwardMode::Deterministic,
+    )
+    .unwrap();
     assert!(g.dcores.to_vec().unwrap().iter().all(|&x| x == 0.0));
 
     let s = zeros::<f32>(&[0, 2, 3]);
@@ -1163,14 +1185,14 @@ proptest! {
         let keys = zeros::<f32>(&[h2, 2, n, dk / 2]);
         let args = AdditiveTopkArgs { q: &q, keys: &keys, k, k1: Some(k1) };
         let _ = additive_topk(&args);
-        let _ = additive_topk_backward(&args, &zeros(&[t, h, k]), &zeros(&[t, h, k]));
+        let _ = additive_topk_backward(&args, &zeros(&[t, h, k]), &zeros(&[t, h, k]), BackwardMode::Atomic);
         let q = zeros::<f32>(&[t, h, 2, r, dk]);
         let keys = zeros::<f32>(&[h2, 2, r, n, dk]);
         let cores = zeros::<f32>(&[h, cn, r, r]);
         let uv = zeros::<f32>(&[h, r]);
         let args = TuckerTopkArgs { q: &q, keys: &keys, cores: &cores, u: &uv, v: &uv, k1: Some(k1), m: k };
         let _ = tucker_topk(&args);
-        let _ = tucker_topk_backward(&args, &zeros(&[t, h, k]), &zeros(&[t, h, k, cn]));
+        let _ = tucker_topk_backward(&args, &zeros(&[t, h, k]), &zeros(&[t, h, k, cn]), BackwardMode::Deterministic);
         let _ = tucker_topk(&TuckerTopkArgs { k1: None, ..args });
     }
 }

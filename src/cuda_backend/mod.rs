@@ -252,6 +252,11 @@ impl Gpu for CudaDevice {
         u64::MAX
     }
 
+    fn max_workgroup_bytes(&self) -> u64 {
+        // Static shared memory without opting in to more.
+        48 * 1024
+    }
+
     fn has_float_atomics(&self) -> bool {
         true
     }

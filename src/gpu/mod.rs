@@ -15,9 +15,12 @@
     )
 )]
 
+pub mod index_map;
 pub mod params;
 pub mod peer_ffn;
+pub mod product_key_topk;
 pub mod row_sort;
+pub mod score_fn;
 pub mod weighted_gather;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,6 +79,9 @@ pub struct Launch<'a, B> {
     pub params: &'a [u8],
     /// The buffers, in the kernel's order; `None` where an entry does not use one.
     pub args: Args<'a, B>,
+    /// Values of WGSL pipeline-overridable constants other than `TABLE_DTYPE` (the PTX twin
+    /// is written for their largest values).
+    pub overrides: &'a [(&'static str, u32)],
     /// Workgroups in x and y; kernels flatten them to `wid = x + y·grid_x`.
     pub grid: (u32, u32),
     /// Threads per workgroup (the kernel's fixed size).
@@ -117,6 +123,9 @@ pub trait Gpu: Sized {
 
     /// The largest buffer one kernel argument may be, in bytes.
     fn max_binding_bytes(&self) -> u64;
+
+    /// Workgroup (shared) memory one workgroup may use, in bytes.
+    fn max_workgroup_bytes(&self) -> u64;
 
     /// Whether float atomics are available (the `Atomic` backward mode).
     fn has_float_atomics(&self) -> bool;

@@ -52,6 +52,68 @@ pub(crate) struct SortParams {
     pub pad2: u32,
 }
 
+/// Parameters of the product-key top-k kernels: 64 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub(crate) struct TopkParams {
+    pub tokens: u32,
+    pub heads: u32,
+    /// Sub-keys per side `n`.
+    pub n: u32,
+    /// Length of one query–key dot product: `Dk/2` (additive) or `Dk` (Tucker).
+    pub dim: u32,
+    /// Tucker rank `R` (1 for additive).
+    pub rank: u32,
+    /// Cores `Cn` (1 for additive).
+    pub cores: u32,
+    pub k1: u32,
+    /// Results per token and head (`k` or `m`).
+    pub m: u32,
+    /// 1: additive scores (a sum of the two sides); 0: the Tucker grid.
+    pub additive: u32,
+    pub grid_x: u32,
+    /// Workgroups with work in this launch.
+    pub groups: u32,
+    /// 0 f32, 1 f16, 2 bf16 (PTX; WGSL uses the `TABLE_DTYPE` override).
+    pub table_dtype: u32,
+    /// `backward_cores`: where the per-slot contributions start.
+    pub offset: u32,
+    pub pad0: u32,
+    pub pad1: u32,
+    pub pad2: u32,
+}
+
+/// Parameters of the score-function kernels: 32 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub(crate) struct ScoreParams {
+    /// `T·H·Cn` groups of `k` values.
+    pub groups: u32,
+    pub k: u32,
+    pub cores: u32,
+    /// 0 raw, 1 softmax, 2 relu, 3 sigmoid.
+    pub func: u32,
+    pub grid_x: u32,
+    pub pad0: u32,
+    pub pad1: u32,
+    pub pad2: u32,
+}
+
+/// Parameters of the index-map kernel: 32 bytes. `2^32` is passed as 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub(crate) struct MapParams {
+    pub len: u32,
+    /// 0: no shuffle table.
+    pub shuffle_len: u32,
+    pub rows_per_layer: u32,
+    pub offset: u32,
+    pub total_rows: u32,
+    pub grid_x: u32,
+    pub pad0: u32,
+    pub pad1: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +125,9 @@ mod tests {
             let want = match id {
                 KernelId::WeightedGather | KernelId::PeerFfn => std::mem::size_of::<ValueParams>(),
                 KernelId::RowSort => std::mem::size_of::<SortParams>(),
+                KernelId::ProductKeyTopk => std::mem::size_of::<TopkParams>(),
+                KernelId::ScoreFn => std::mem::size_of::<ScoreParams>(),
+                KernelId::IndexMap => std::mem::size_of::<MapParams>(),
             };
             for &(entry, bytes, _) in id.entries() {
                 assert_eq!(
@@ -78,5 +143,6 @@ mod tests {
         // WGSL uniform structs are padded to 16 bytes.
         assert_eq!(std::mem::size_of::<ValueParams>() % 16, 0);
         assert_eq!(std::mem::size_of::<SortParams>() % 16, 0);
+        assert_eq!(std::mem::size_of::<TopkParams>() % 16, 0);
     }
 }

@@ -111,6 +111,7 @@ fn launch<G: Gpu>(
         args,
         grid: (gx, gy),
         threads: THREADS,
+        overrides: &[],
     })
 }
 

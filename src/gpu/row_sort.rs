@@ -49,6 +49,7 @@ pub(crate) fn sort_rows<G: Gpu>(
             args,
             grid,
             threads: THREADS,
+            overrides: &[],
         })
     };
     run(

@@ -76,6 +76,7 @@ impl<G: Gpu> Gather<'_, G> {
             args,
             grid: (gx, gy),
             threads: THREADS,
+            overrides: &[],
         })
     }
 

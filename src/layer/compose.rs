@@ -3,8 +3,8 @@
 //! This is how a caller wires the sparse ops together, and the quickstart's check: the dense
 //! parts (query projection, RMSNorms, `W_pre`, `W_out`) run on the host in f64; the selection
 //! ([`tucker_topk`], [`index_map`]) runs on `select`, the values ([`peer_ffn`]) on `values`, both
-//! with f32 I/O. Until the top-k kernels land, pass the CPU as `select`. It uploads the
-//! parameters on every call, so it is a correctness path, not a fast one.
+//! with f32 I/O; usually both are the same device. It uploads the parameters on every call, so
+//! it is a correctness path, not a fast one.
 
 use super::{UltraMemV2Config, UltraMemV2Params};
 use crate::device::Device;

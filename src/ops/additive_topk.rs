@@ -11,7 +11,7 @@ use crate::device::DeviceInner;
 use crate::dtype::Float;
 use crate::error::Result;
 use crate::ops::{
-    at_most, expect_shape, grid_fits_u32, host, mul, no_kernel, nonzero, to_f32, DeviceCheck,
+    at_most, expect_shape, grid_fits_u32, host, mul, nonzero, to_f32, BackwardMode, DeviceCheck,
 };
 use crate::reference;
 use crate::tensor::Tensor;
@@ -197,11 +197,10 @@ pub fn additive_topk<K: Float>(args: &AdditiveTopkArgs<'_, K>) -> Result<TopkOut
                 score: Tensor::from_vec(&device, &shape, to_f32(score))?,
             })
         }
-        #[allow(
-            unreachable_patterns,
-            reason = "GPU devices exist only with their features"
-        )]
-        _ => Err(no_kernel(OP, device.backend())),
+        #[cfg(feature = "cuda")]
+        DeviceInner::Cuda(d) => crate::gpu::product_key_topk::additive_forward(d, args, &dims),
+        #[cfg(feature = "wgpu")]
+        DeviceInner::Wgpu(d) => crate::gpu::product_key_topk::additive_forward(d, args, &dims),
     }
 }
 
@@ -215,6 +214,7 @@ pub fn additive_topk_backward<K: Float>(
     args: &AdditiveTopkArgs<'_, K>,
     idx: &Tensor<u32>,
     dscore: &Tensor<f32>,
+    mode: BackwardMode,
 ) -> Result<AdditiveTopkGrads> {
     let dims = args.validate()?;
     let want = [
@@ -229,6 +229,9 @@ pub fn additive_topk_backward<K: Float>(
     dev.add("idx", idx)?;
     dev.add("dscore", dscore)?;
     let device = dev.device();
+    // The CPU reference sums in one fixed order whatever the mode.
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    let _ = mode;
     match &device.inner {
         DeviceInner::Cpu => {
             let (dq, dkeys) = reference::additive_topk::backward(
@@ -243,10 +246,13 @@ pub fn additive_topk_backward<K: Float>(
                 dkeys: Tensor::from_vec(&device, args.keys.shape(), to_f32(dkeys))?,
             })
         }
-        #[allow(
-            unreachable_patterns,
-            reason = "GPU devices exist only with their features"
-        )]
-        _ => Err(no_kernel(OP, device.backend())),
+        #[cfg(feature = "cuda")]
+        DeviceInner::Cuda(d) => {
+            crate::gpu::product_key_topk::additive_backward(d, args, idx, dscore, mode, &dims)
+        }
+        #[cfg(feature = "wgpu")]
+        DeviceInner::Wgpu(d) => {
+            crate::gpu::product_key_topk::additive_backward(d, args, idx, dscore, mode, &dims)
+        }
     }
 }

@@ -8,7 +8,7 @@ use crate::cost::expected_distinct;
 use crate::cost::{Cost, U32_BYTES};
 use crate::device::DeviceInner;
 use crate::error::{Error, Result};
-use crate::ops::{expect_shape, host, no_kernel, rows_fit_u32, DeviceCheck, MAX_ROWS};
+use crate::ops::{expect_shape, host, rows_fit_u32, DeviceCheck, MAX_ROWS};
 use crate::reference;
 use crate::tensor::Tensor;
 
@@ -189,10 +189,9 @@ pub fn index_map(args: &IndexMapArgs<'_>) -> Result<Tensor<u32>> {
             let rows = reference::index_map::forward(&dims, host(OP, "idx", args.idx)?, shuffle)?;
             Tensor::from_vec(&device, args.idx.shape(), rows)
         }
-        #[allow(
-            unreachable_patterns,
-            reason = "GPU devices exist only with their features"
-        )]
-        _ => Err(no_kernel(OP, device.backend())),
+        #[cfg(feature = "cuda")]
+        DeviceInner::Cuda(d) => crate::gpu::index_map::forward_tensors(d, args, &dims),
+        #[cfg(feature = "wgpu")]
+        DeviceInner::Wgpu(d) => crate::gpu::index_map::forward_tensors(d, args, &dims),
     }
 }

@@ -6,7 +6,7 @@
 use crate::cost::{Cost, F32_BYTES};
 use crate::device::DeviceInner;
 use crate::error::Result;
-use crate::ops::{expect_shape, host, mul, no_kernel, nonzero, to_f32, DeviceCheck};
+use crate::ops::{expect_shape, host, mul, nonzero, to_f32, DeviceCheck};
 use crate::reference;
 use crate::tensor::Tensor;
 
@@ -128,11 +128,10 @@ pub fn score_fn(args: &ScoreFnArgs<'_>) -> Result<Tensor<f32>> {
             let y = reference::score_fn::forward(&dims, args.func, host(OP, "score", args.score)?)?;
             Tensor::from_vec(&device, args.score.shape(), to_f32(y))
         }
-        #[allow(
-            unreachable_patterns,
-            reason = "GPU devices exist only with their features"
-        )]
-        _ => Err(no_kernel(OP, device.backend())),
+        #[cfg(feature = "cuda")]
+        DeviceInner::Cuda(d) => crate::gpu::score_fn::forward_tensors(d, args, &dims),
+        #[cfg(feature = "wgpu")]
+        DeviceInner::Wgpu(d) => crate::gpu::score_fn::forward_tensors(d, args, &dims),
     }
 }
 
@@ -165,10 +164,9 @@ pub fn score_fn_backward(args: &ScoreFnArgs<'_>, dout: &Tensor<f32>) -> Result<T
             )?;
             Tensor::from_vec(&device, args.score.shape(), to_f32(dx))
         }
-        #[allow(
-            unreachable_patterns,
-            reason = "GPU devices exist only with their features"
-        )]
-        _ => Err(no_kernel(OP, device.backend())),
+        #[cfg(feature = "cuda")]
+        DeviceInner::Cuda(d) => crate::gpu::score_fn::backward_tensors(d, args, dout, &dims),
+        #[cfg(feature = "wgpu")]
+        DeviceInner::Wgpu(d) => crate::gpu::score_fn::backward_tensors(d, args, dout, &dims),
     }
 }

@@ -14,7 +14,7 @@ use crate::dtype::Float;
 use crate::error::Result;
 use crate::ops::additive_topk::TopkOutput;
 use crate::ops::{
-    at_most, expect_shape, grid_fits_u32, host, mul, no_kernel, nonzero, to_f32, DeviceCheck,
+    at_most, expect_shape, grid_fits_u32, host, mul, nonzero, to_f32, BackwardMode, DeviceCheck,
 };
 use crate::reference;
 use crate::tensor::Tensor;
@@ -219,11 +219,10 @@ pub fn tucker_topk<K: Float>(args: &TuckerTopkArgs<'_, K>) -> Result<TopkOutput>
                 )?,
             })
         }
-        #[allow(
-            unreachable_patterns,
-            reason = "GPU devices exist only with their features"
-        )]
-        _ => Err(no_kernel(OP, device.backend())),
+        #[cfg(feature = "cuda")]
+        DeviceInner::Cuda(d) => crate::gpu::product_key_topk::tucker_forward(d, args, &dims),
+        #[cfg(feature = "wgpu")]
+        DeviceInner::Wgpu(d) => crate::gpu::product_key_topk::tucker_forward(d, args, &dims),
     }
 }
 
@@ -238,6 +237,7 @@ pub fn tucker_topk_backward<K: Float>(
     args: &TuckerTopkArgs<'_, K>,
     idx: &Tensor<u32>,
     dscore: &Tensor<f32>,
+    mode: BackwardMode,
 ) -> Result<TuckerTopkGrads> {
     let dims = args.validate()?;
     let (t, h, m) = (Some(dims.tokens), Some(dims.heads), Some(dims.m));
@@ -253,6 +253,9 @@ pub fn tucker_topk_backward<K: Float>(
     dev.add("idx", idx)?;
     dev.add("dscore", dscore)?;
     let device = dev.device();
+    // The CPU reference sums in one fixed order whatever the mode.
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    let _ = mode;
     match &device.inner {
         DeviceInner::Cpu => {
             let g = reference::tucker_topk::backward(
@@ -269,10 +272,13 @@ pub fn tucker_topk_backward<K: Float>(
                 dcores: Tensor::from_vec(&device, args.cores.shape(), to_f32(g.dcores))?,
             })
         }
-        #[allow(
-            unreachable_patterns,
-            reason = "GPU devices exist only with their features"
-        )]
-        _ => Err(no_kernel(OP, device.backend())),
+        #[cfg(feature = "cuda")]
+        DeviceInner::Cuda(d) => {
+            crate::gpu::product_key_topk::tucker_backward(d, args, idx, dscore, mode, &dims)
+        }
+        #[cfg(feature = "wgpu")]
+        DeviceInner::Wgpu(d) => {
+            crate::gpu::product_key_topk::tucker_backward(d, args, idx, dscore, mode, &dims)
+        }
     }
 }

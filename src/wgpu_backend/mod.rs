@@ -17,6 +17,9 @@ use crate::gpu::{poisoning, Fill, Gpu, Launch, TensorGpu, POISON_BITS};
 use crate::registry::KernelId;
 use crate::tensor::{Storage, Tensor};
 
+/// A pipeline: kernel, entry, table dtype code and the other overrides' values.
+type PipelineKey = (KernelId, &'static str, u32, Vec<(&'static str, u32)>);
+
 /// A wgpu device and queue with its compiled pipelines.
 pub(crate) struct WgpuDevice {
     device: wgpu::Device,
@@ -24,7 +27,7 @@ pub(crate) struct WgpuDevice {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     modules: Mutex<HashMap<KernelId, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(KernelId, &'static str, u32), wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
 }
 
 impl std::fmt::Debug for WgpuDevice {
@@ -139,8 +142,9 @@ impl WgpuDevice {
         kernel: KernelId,
         entry: &'static str,
         dtype_code: u32,
+        overrides: &[(&'static str, u32)],
     ) -> Result<wgpu::ComputePipeline> {
-        let key = (kernel, entry, dtype_code);
+        let key = (kernel, entry, dtype_code, overrides.to_vec());
         if let Some(p) = self.pipelines.lock().map_err(backend_error)?.get(&key) {
             return Ok(p.clone());
         }
@@ -161,12 +165,13 @@ impl WgpuDevice {
                 }
             }
         };
-        let constants: Vec<(&str, f64)> = kernel
+        let mut constants: Vec<(&str, f64)> = kernel
             .wgsl_overrides()
             .iter()
             .filter(|&&name| name == "TABLE_DTYPE")
             .map(|&name| (name, f64::from(dtype_code)))
             .collect();
+        constants.extend(overrides.iter().map(|&(name, v)| (name, f64::from(v))));
         let pipeline = self.scoped(|| {
             self.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -294,7 +299,7 @@ impl Gpu for WgpuDevice {
                 l.entry, l.threads
             )));
         }
-        let pipeline = self.pipeline(l.kernel, l.entry, dtype_code(l.table_dtype))?;
+        let pipeline = self.pipeline(l.kernel, l.entry, dtype_code(l.table_dtype), l.overrides)?;
         let mut missing = None;
         let result = self.scoped(|| {
             let params = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -359,6 +364,10 @@ impl Gpu for WgpuDevice {
         self.limits
             .max_storage_buffer_binding_size
             .min(self.limits.max_buffer_size)
+    }
+
+    fn max_workgroup_bytes(&self) -> u64 {
+        u64::from(self.limits.max_compute_workgroup_storage_size)
     }
 
     fn has_float_atomics(&self) -> bool {

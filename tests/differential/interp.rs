@@ -185,6 +185,10 @@ impl Gpu for Interp {
         u64::MAX
     }
 
+    fn max_workgroup_bytes(&self) -> u64 {
+        48 * 1024
+    }
+
     fn has_float_atomics(&self) -> bool {
         true
     }

@@ -1,4 +1,4 @@
-//! The UltraMemV2 layer wired from the public ops, with the PEER values on a GPU, against the
+//! The UltraMemV2 layer wired from the public ops, with every sparse op on a GPU, against the
 //! f64 end-to-end reference layer.
 
 use crate::common::{cuda, wgpu};
@@ -18,7 +18,7 @@ fn check(dev: &Device) {
         .into_iter()
         .map(|v| v as f32)
         .collect();
-    let got = forward_with_ops(&Device::cpu(), dev, &cfg, &p, &x).unwrap();
+    let got = forward_with_ops(dev, dev, &cfg, &p, &x).unwrap();
     assert!(
         got.values_device.same_as(dev),
         "the values ran on {}",
@@ -36,14 +36,14 @@ fn check(dev: &Device) {
 }
 
 #[test]
-fn layer_with_values_on_wgpu_matches_reference_layer() {
+fn layer_with_sparse_ops_on_wgpu_matches_reference_layer() {
     if let Some(dev) = wgpu() {
         check(dev);
     }
 }
 
 #[test]
-fn layer_with_values_on_cuda_matches_reference_layer() {
+fn layer_with_sparse_ops_on_cuda_matches_reference_layer() {
     if let Some(dev) = cuda() {
         check(dev);
     }

@@ -3,12 +3,15 @@
 //! a line on stderr, or fails the run when `ULTRAMEM_REQUIRE_WGPU=1` / `ULTRAMEM_REQUIRE_CUDA=1`.
 
 mod common;
+mod index_map;
 mod interp;
 mod layer;
 mod peer_ffn;
+mod product_key_topk;
 mod ptx;
 mod row_sort;
 mod runner;
+mod score_fn;
 mod weighted_gather;
 
 use ultramem::registry::KernelId;
@@ -25,6 +28,25 @@ fn every_kernel_has_differential_tests() {
             KernelId::PeerFfn => &[
                 "peer_ffn::peer_ffn_matches_reference_on_wgpu",
                 "peer_ffn::peer_ffn_matches_reference_on_cuda",
+            ],
+            KernelId::ProductKeyTopk => &[
+                "product_key_topk::additive_topk_matches_reference_on_wgpu",
+                "product_key_topk::tucker_topk_matches_reference_on_wgpu",
+                "product_key_topk::additive_topk_matches_reference_on_cuda",
+                "product_key_topk::tucker_topk_matches_reference_on_cuda",
+                "product_key_topk::additive_topk_matches_reference_in_ptx_interpreter",
+                "product_key_topk::tucker_topk_matches_reference_in_ptx_interpreter",
+                "product_key_topk::tucker_topk_matches_reference_at_paper_shapes_on_wgpu",
+            ],
+            KernelId::ScoreFn => &[
+                "score_fn::score_fn_matches_reference_on_wgpu",
+                "score_fn::score_fn_matches_reference_on_cuda",
+                "score_fn::score_fn_matches_reference_in_ptx_interpreter",
+            ],
+            KernelId::IndexMap => &[
+                "index_map::index_map_matches_reference_on_wgpu",
+                "index_map::index_map_matches_reference_on_cuda",
+                "index_map::index_map_matches_reference_in_ptx_interpreter",
             ],
             KernelId::RowSort => &[
                 "row_sort::row_sort_matches_reference_on_wgpu",

@@ -82,7 +82,7 @@ fn additive_topk_backward_scatters_to_both_halves() {
     };
     let idx = cpu(&[1, 1, 1], vec![2u32]);
     let ds = cpu(&[1, 1, 1], vec![2.0f32]);
-    let g = additive_topk_backward(&args, &idx, &ds).unwrap();
+    let g = additive_topk_backward(&args, &idx, &ds, BackwardMode::Deterministic).unwrap();
     assert_eq!(g.dq.to_vec().unwrap(), vec![10.0, 12.0, 14.0, 16.0]);
     assert_eq!(
         g.dkeys.to_vec().unwrap(),
@@ -181,6 +181,7 @@ fn tucker_topk_backward_matches_the_outer_products() {
         &args,
         &cpu(&[1, 1, 1], vec![0u32]),
         &cpu(&[1, 1, 1, 1], vec![2.0f32]),
+        BackwardMode::Deterministic,
     )
     .unwrap();
     assert_eq!(g.dcores.to_vec().unwrap(), vec![30.0]);

@@ -1,0 +1,58 @@
+// index_map.wgsl — virtual slot ν to value row ρ = (shuffle[ν] mod N_l + offset) mod N_tot.
+//
+// Twin of kernels/index_map.ptx; reference src/reference/index_map.rs.
+//
+// N_l and N_tot may be 2^32, which a u32 cannot hold: the host passes 0 for 2^32. The sum
+// π mod N_l + offset (< 2·N_tot) may pass 2^32; it is reduced with one conditional subtraction
+// that watches the carry, so the result is exact for every input the host accepts.
+// Launch: 256 invocations per workgroup, one per index, on a (grid_x, grid_y) grid.
+// Bounds: with a shuffle table, ν >= len lowers its position into status[0] and writes 0.
+// Not fused into the top-k kernels: it is one read and one write of 4 bytes per slot.
+
+const WG: u32 = 256u;
+
+// The host's MapParams (src/gpu/params.rs).
+struct Params {
+    len: u32,
+    shuffle_len: u32,   // 0: no shuffle table
+    rows_per_layer: u32,  // 0 means 2^32
+    offset: u32,
+    total_rows: u32,    // 0 means 2^32
+    grid_x: u32,
+    pad0: u32,
+    pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> idx: array<u32>;
+@group(0) @binding(2) var<storage, read> shuffle: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<u32>;
+@group(0) @binding(4) var<storage, read_write> status: array<atomic<u32>>;
+
+@compute @workgroup_size(256)
+fn index_map_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = (wg.x + wg.y * p.grid_x) * WG + lid.x;
+    if i >= p.len {
+        return;
+    }
+    var pi = idx[i];
+    if p.shuffle_len != 0u {
+        if pi >= p.shuffle_len {
+            atomicMin(&status[0], i);
+            out[i] = 0u;
+            return;
+        }
+        pi = shuffle[pi];
+    }
+    var a = pi;
+    if p.rows_per_layer != 0u {
+        a = pi % p.rows_per_layer;
+    }
+    let s = a + p.offset;
+    let carry = s < a;
+    var r = s;
+    if p.total_rows != 0u && (carry || s >= p.total_rows) {
+        r = s - p.total_rows;
+    }
+    out[i] = r;
+}

@@ -1,0 +1,567 @@
+//! The product-key top-k on a GPU, additive and Tucker: `kernels/product_key_topk.ptx`,
+//! `shaders/product_key_topk.wgsl`. The backward's dense parts are weighted gathers
+//! (`kernels/weighted_gather.ptx`): `dq` gathers key rows, `dkeys` scatters query rows.
+
+use std::sync::Arc;
+
+use super::params::TopkParams;
+use super::weighted_gather::Gather;
+use super::{fits_u32, grid, row_sort, table_dtype, Fill, Gpu, Launch, TensorGpu};
+use crate::dtype::{DType, Float};
+use crate::error::{Error, Result};
+use crate::ops::additive_topk::{
+    AdditiveTopkArgs, AdditiveTopkDims, AdditiveTopkGrads, TopkOutput,
+};
+use crate::ops::tucker_topk::{TuckerTopkArgs, TuckerTopkDims, TuckerTopkGrads};
+use crate::ops::BackwardMode;
+use crate::registry::KernelId;
+use crate::tensor::Tensor;
+
+const THREADS: u32 = 256;
+/// Largest supported sizes: the PTX's static workgroup arrays and the WGSL list are built for them.
+const MAX_N: usize = 4096;
+const MAX_K1: usize = 128;
+const MAX_M: usize = 1024;
+const MAX_RANK: usize = 4;
+const MAX_CORE_WORDS: usize = 64;
+
+/// One call's sizes in the kernels' common layout: `q[T, H, 2, R, dim]`, `keys[H, 2, R, n, dim]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopkShape {
+    /// Tokens.
+    pub tokens: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Sub-keys per side.
+    pub n: usize,
+    /// Length of one query–key dot product.
+    pub dim: usize,
+    /// Tucker rank (1 for additive).
+    pub rank: usize,
+    /// Cores (1 for additive).
+    pub cores: usize,
+    /// Stage-1 width.
+    pub k1: usize,
+    /// Results per token and head.
+    pub m: usize,
+    /// Additive scores instead of the Tucker grid.
+    pub additive: bool,
+}
+
+impl TopkShape {
+    /// The additive op's sizes: `R = 1`, `dim = Dk/2`.
+    pub fn additive(d: &AdditiveTopkDims) -> TopkShape {
+        TopkShape {
+            tokens: d.tokens,
+            heads: d.heads,
+            n: d.n,
+            dim: d.dk / 2,
+            rank: 1,
+            cores: 1,
+            k1: d.k1,
+            m: d.k,
+            additive: true,
+        }
+    }
+
+    /// The Tucker op's sizes.
+    pub fn tucker(d: &TuckerTopkDims) -> TopkShape {
+        TopkShape {
+            tokens: d.tokens,
+            heads: d.heads,
+            n: d.n,
+            dim: d.dk,
+            rank: d.rank,
+            cores: d.cores,
+            k1: d.k1,
+            m: d.m,
+            additive: false,
+        }
+    }
+
+    fn op(&self) -> &'static str {
+        if self.additive {
+            "additive_topk"
+        } else {
+            "tucker_topk"
+        }
+    }
+
+    /// Workgroup words for the stage-1 keys or the two selections, in multiples of 256.
+    fn pool_words(&self) -> usize {
+        self.n.max(2 * self.k1 * (1 + self.rank)).div_ceil(256) * 256
+    }
+
+    /// Checks the supported range and the device's limits.
+    fn check<G: Gpu>(&self, gpu: &G) -> Result<()> {
+        let unsupported = |reason: String| Error::Unsupported {
+            op: self.op(),
+            backend: G::BACKEND,
+            reason,
+        };
+        for (what, v, max) in [
+            ("n", self.n, MAX_N),
+            ("K1", self.k1, MAX_K1),
+            ("m", self.m, MAX_M),
+            ("R", self.rank, MAX_RANK),
+            ("Cn·R²", self.cores * self.rank * self.rank, MAX_CORE_WORDS),
+        ] {
+            if v > max {
+                return Err(unsupported(format!(
+                    "{what} = {v} is above the kernels' {max}"
+                )));
+            }
+        }
+        let entries = self.tokens * self.heads * 2 * self.rank * self.m;
+        fits_u32(
+            self.op(),
+            G::BACKEND,
+            "T·H·2·R·Dk",
+            self.tokens * self.heads * 2 * self.rank * self.dim,
+        )?;
+        fits_u32(self.op(), G::BACKEND, "T·H·2·R·m", entries)?;
+        fits_u32(
+            self.op(),
+            G::BACKEND,
+            "T·H·m·Cn·R²",
+            self.tokens * self.heads * self.m * self.cores * self.rank * self.rank,
+        )?;
+        let workgroup = 4 * self.pool_words() as u64 + 4 * (256 + 1024 + 2 + 64);
+        if workgroup > gpu.max_workgroup_bytes() {
+            return Err(unsupported(format!(
+                "n = {}, K1 = {} need {workgroup} bytes of workgroup memory, this device has {}",
+                self.n,
+                self.k1,
+                gpu.max_workgroup_bytes()
+            )));
+        }
+        Ok(())
+    }
+
+    fn params<G: Gpu>(&self, dtype: DType) -> Result<TopkParams> {
+        let u = |v: usize| v as u32;
+        Ok(TopkParams {
+            tokens: u(self.tokens),
+            heads: u(self.heads),
+            n: u(self.n),
+            dim: u(self.dim),
+            rank: u(self.rank),
+            cores: u(self.cores),
+            k1: u(self.k1),
+            m: u(self.m),
+            additive: u32::from(self.additive),
+            table_dtype: table_dtype::<G>(self.op(), dtype)?,
+            ..TopkParams::default()
+        })
+    }
+}
+
+/// The device buffers of one top-k call, in the common layout. `proxy[H, 2, R]` holds `u` then
+/// `v` per head (ones for additive); `cores[H, Cn, R, R]` (unread for additive).
+pub struct TopkBuffers<'a, B> {
+    /// Queries.
+    pub q: &'a B,
+    /// Keys (of the table dtype).
+    pub keys: &'a B,
+    /// The stage-1 proxy.
+    pub proxy: &'a B,
+    /// The cores.
+    pub cores: &'a B,
+}
+
+/// Gradients of [`backward`], new f32 buffers in the common layout.
+pub struct TopkGradBuffers<B> {
+    /// `dq[T, H, 2, R, dim]`.
+    pub dq: B,
+    /// `dkeys[H, 2, R, n, dim]`.
+    pub dkeys: B,
+    /// `dcores[H, Cn, R, R]` (Tucker only).
+    pub dcores: Option<B>,
+}
+
+fn launch<G: Gpu>(
+    gpu: &G,
+    s: &TopkShape,
+    dtype: DType,
+    entry: &'static str,
+    mut params: TopkParams,
+    groups: usize,
+    args: &[Option<&G::Buffer>],
+) -> Result<()> {
+    let (gx, gy) = grid::<G>(s.op(), groups)?;
+    params.grid_x = gx;
+    params.groups = groups as u32;
+    gpu.launch(&Launch {
+        kernel: KernelId::ProductKeyTopk,
+        entry,
+        table_dtype: dtype,
+        params: bytemuck::bytes_of(&params),
+        args,
+        grid: (gx, gy),
+        threads: THREADS,
+        overrides: &[("POOL", s.pool_words() as u32)],
+    })
+}
+
+/// Turns the four status words into the op's error: a bad index, then a non-finite query,
+/// core, or proxy entry (the reference's order).
+fn check_status<G: Gpu>(
+    gpu: &G,
+    s: &TopkShape,
+    status: &G::Buffer,
+    idx: Option<&G::Buffer>,
+) -> Result<()> {
+    let bytes = gpu.download(status, 16)?;
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            bytes[4 * i],
+            bytes[4 * i + 1],
+            bytes[4 * i + 2],
+            bytes[4 * i + 3],
+        ])
+    };
+    let op = s.op();
+    if word(0) != u32::MAX {
+        if let Some(idx) = idx {
+            let position = word(0) as usize;
+            let mut one = gpu.alloc(4, Fill::Zero)?;
+            gpu.copy(idx, position * 4, &mut one, 0, 4)?;
+            let b = gpu.download(&one, 4)?;
+            return Err(Error::IndexOutOfRange {
+                op,
+                arg: "idx",
+                position,
+                index: u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                bound: (s.n * s.n) as u64,
+            });
+        }
+    }
+    if word(1) != u32::MAX {
+        return Err(Error::NonFinite {
+            op,
+            arg: "q",
+            position: word(1) as usize,
+        });
+    }
+    if word(3) != u32::MAX {
+        return Err(Error::NonFinite {
+            op,
+            arg: "cores",
+            position: word(3) as usize,
+        });
+    }
+    if word(2) != u32::MAX {
+        let p = word(2) as usize;
+        let (h, side, r) = (p / (2 * s.rank), (p / s.rank) % 2, p % s.rank);
+        return Err(Error::NonFinite {
+            op,
+            arg: if side == 0 { "u" } else { "v" },
+            position: h * s.rank + r,
+        });
+    }
+    Ok(())
+}
+
+/// The forward on device buffers: new `(idx[T, H, m]` (u32), `score[T, H, m, Cn]` (f32)`)`.
+///
+/// # Errors
+/// Sizes past the kernels' range or the device's limits, a table dtype they cannot read, a
+/// non-finite query, proxy or core entry, and the backend's errors.
+pub fn forward<G: Gpu>(
+    gpu: &G,
+    s: &TopkShape,
+    dtype: DType,
+    b: &TopkBuffers<'_, G::Buffer>,
+) -> Result<(G::Buffer, G::Buffer)> {
+    s.check(gpu)?;
+    let params = s.params::<G>(dtype)?;
+    let th = s.tokens * s.heads;
+    let status = gpu.alloc(16, Fill::Word(u32::MAX))?;
+    let sel_idx = gpu.alloc(th * 2 * s.k1 * 4, Fill::Output)?;
+    let sel_s = gpu.alloc(th * 2 * s.rank * s.k1 * 4, Fill::Output)?;
+    let idx = gpu.alloc(th * s.m * 4, Fill::Output)?;
+    let score = gpu.alloc(th * s.m * s.cores * 4, Fill::Output)?;
+    if th > 0 {
+        let args = [
+            Some(b.q),
+            Some(b.keys),
+            Some(b.proxy),
+            Some(b.cores),
+            Some(&sel_idx),
+            Some(&sel_s),
+            Some(&idx),
+            Some(&score),
+            Some(&status),
+        ];
+        launch(
+            gpu,
+            s,
+            dtype,
+            "product_key_topk_stage1",
+            params,
+            th * 2,
+            &args,
+        )?;
+        launch(gpu, s, dtype, "product_key_topk_grid", params, th, &args)?;
+    }
+    check_status(gpu, s, &status, None)?;
+    Ok((idx, score))
+}
+
+/// The backward on device buffers from the chosen `idx[T, H, m]` and `dscore[T, H, m, Cn]`.
+///
+/// # Errors
+/// As [`forward`], and [`Error::IndexOutOfRange`] for an index `>= n²`.
+pub fn backward<G: Gpu>(
+    gpu: &G,
+    s: &TopkShape,
+    dtype: DType,
+    mode: BackwardMode,
+    b: &TopkBuffers<'_, G::Buffer>,
+    idx: &G::Buffer,
+    dscore: &G::Buffer,
+) -> Result<TopkGradBuffers<G::Buffer>> {
+    s.check(gpu)?;
+    let mut params = s.params::<G>(dtype)?;
+    let th = s.tokens * s.heads;
+    let ncore = s.cores * s.rank * s.rank;
+    let entries = th * 2 * s.rank * s.m;
+    let status = gpu.alloc(16, Fill::Word(u32::MAX))?;
+    // Gather entries: rows and weights at [t, h, side, rank, slot]; then the per-slot dcores.
+    let rows = gpu.alloc(entries * 4, Fill::Output)?;
+    let weights_and_cores = gpu.alloc((entries + th * s.m * ncore) * 4, Fill::Output)?;
+    params.offset = entries as u32;
+    let dcores = if s.additive {
+        None
+    } else {
+        Some(gpu.alloc(s.heads * ncore * 4, Fill::Output)?)
+    };
+    if th > 0 {
+        let args = [
+            Some(b.q),
+            Some(b.keys),
+            Some(dscore),
+            Some(b.cores),
+            Some(idx),
+            None,
+            Some(&rows),
+            Some(&weights_and_cores),
+            Some(&status),
+        ];
+        launch(
+            gpu,
+            s,
+            dtype,
+            "product_key_topk_backward_prep",
+            params,
+            th,
+            &args,
+        )?;
+    }
+    if let Some(dcores) = &dcores {
+        let args = [
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some(dcores),
+            None,
+            Some(&weights_and_cores),
+            None,
+        ];
+        launch(
+            gpu,
+            s,
+            dtype,
+            "product_key_topk_backward_cores",
+            params,
+            s.heads,
+            &args,
+        )?;
+    }
+    check_status(gpu, s, &status, Some(idx))?;
+    let mut weights = gpu.alloc(entries * 4, Fill::Output)?;
+    if entries > 0 {
+        gpu.copy(&weights_and_cores, 0, &mut weights, 0, entries * 4)?;
+    }
+    // dq[(t, h, side, r)] = Σ_slot w·keys[row]; dkeys[row] = Σ w·q[(t, h, side, r)].
+    let key_rows = s.heads * 2 * s.rank * s.n;
+    let b32 = G::BACKEND;
+    let gather = Gather::<G> {
+        tokens: fits_u32(s.op(), b32, "T·H·2·R", th * 2 * s.rank)?,
+        slots: s.m as u32,
+        cores: 1,
+        rows: fits_u32(s.op(), b32, "H·2·R·n", key_rows)?,
+        width: s.dim as u32,
+        table_dtype: dtype,
+        row_buf: &rows,
+        weights: &weights,
+        table: b.keys,
+        status: &status,
+    };
+    let dq = gather.forward(gpu)?;
+    let dkeys = if mode == BackwardMode::Atomic && gpu.has_float_atomics() {
+        let dkeys = gpu.alloc(key_rows * s.dim * 4, Fill::Zero)?;
+        gather.backward_slots(gpu, b.q, Some(&dkeys))?;
+        dkeys
+    } else {
+        let order = if entries > 0 {
+            Some(row_sort::sort_rows(
+                gpu,
+                s.op(),
+                &rows,
+                key_rows as u32,
+                entries as u32,
+            )?)
+        } else {
+            None
+        };
+        gather.backward_rows(gpu, b.q, order.as_ref())?
+    };
+    Ok(TopkGradBuffers { dq, dkeys, dcores })
+}
+
+/// `[H, 2, R]`: u then v for each head, assembled on the device.
+fn proxy_of<G: TensorGpu>(
+    gpu: &G,
+    heads: usize,
+    rank: usize,
+    u: &G::Buffer,
+    v: &G::Buffer,
+) -> Result<G::Buffer> {
+    let mut proxy = gpu.alloc(heads * 2 * rank * 4, Fill::Zero)?;
+    let row = rank * 4;
+    for h in 0..heads {
+        gpu.copy(u, h * row, &mut proxy, (2 * h) * row, row)?;
+        gpu.copy(v, h * row, &mut proxy, (2 * h + 1) * row, row)?;
+    }
+    Ok(proxy)
+}
+
+fn ones<G: Gpu>(gpu: &G, len: usize) -> Result<G::Buffer> {
+    gpu.upload(bytemuck::cast_slice(&vec![1.0f32; len.max(1)]))
+}
+
+pub(crate) fn additive_forward<G: TensorGpu, K: Float>(
+    gpu: &Arc<G>,
+    args: &AdditiveTopkArgs<'_, K>,
+    d: &AdditiveTopkDims,
+) -> Result<TopkOutput> {
+    const OP: &str = "additive_topk";
+    let s = TopkShape::additive(d);
+    let (proxy, cores) = (ones(gpu.as_ref(), d.heads * 2)?, ones(gpu.as_ref(), 1)?);
+    let b = TopkBuffers {
+        q: G::buffer(OP, "q", args.q)?,
+        keys: G::buffer(OP, "keys", args.keys)?,
+        proxy: &proxy,
+        cores: &cores,
+    };
+    let (idx, score) = forward(gpu.as_ref(), &s, K::DTYPE, &b)?;
+    Ok(TopkOutput {
+        idx: gpu.wrap(&[d.tokens, d.heads, d.k], idx)?,
+        score: gpu.wrap(&[d.tokens, d.heads, d.k], score)?,
+    })
+}
+
+pub(crate) fn additive_backward<G: TensorGpu, K: Float>(
+    gpu: &Arc<G>,
+    args: &AdditiveTopkArgs<'_, K>,
+    idx: &Tensor<u32>,
+    dscore: &Tensor<f32>,
+    mode: BackwardMode,
+    d: &AdditiveTopkDims,
+) -> Result<AdditiveTopkGrads> {
+    const OP: &str = "additive_topk";
+    let s = TopkShape::additive(d);
+    let (proxy, cores) = (ones(gpu.as_ref(), d.heads * 2)?, ones(gpu.as_ref(), 1)?);
+    let b = TopkBuffers {
+        q: G::buffer(OP, "q", args.q)?,
+        keys: G::buffer(OP, "keys", args.keys)?,
+        proxy: &proxy,
+        cores: &cores,
+    };
+    let g = backward(
+        gpu.as_ref(),
+        &s,
+        K::DTYPE,
+        mode,
+        &b,
+        G::buffer(OP, "idx", idx)?,
+        G::buffer(OP, "dscore", dscore)?,
+    )?;
+    Ok(AdditiveTopkGrads {
+        dq: gpu.wrap(args.q.shape(), g.dq)?,
+        dkeys: gpu.wrap(args.keys.shape(), g.dkeys)?,
+    })
+}
+
+pub(crate) fn tucker_forward<G: TensorGpu, K: Float>(
+    gpu: &Arc<G>,
+    args: &TuckerTopkArgs<'_, K>,
+    d: &TuckerTopkDims,
+) -> Result<TopkOutput> {
+    const OP: &str = "tucker_topk";
+    let s = TopkShape::tucker(d);
+    let proxy = proxy_of(
+        gpu.as_ref(),
+        d.heads,
+        d.rank,
+        G::buffer(OP, "u", args.u)?,
+        G::buffer(OP, "v", args.v)?,
+    )?;
+    let b = TopkBuffers {
+        q: G::buffer(OP, "q", args.q)?,
+        keys: G::buffer(OP, "keys", args.keys)?,
+        proxy: &proxy,
+        cores: G::buffer(OP, "cores", args.cores)?,
+    };
+    let (idx, score) = forward(gpu.as_ref(), &s, K::DTYPE, &b)?;
+    Ok(TopkOutput {
+        idx: gpu.wrap(&[d.tokens, d.heads, d.m], idx)?,
+        score: gpu.wrap(&[d.tokens, d.heads, d.m, d.cores], score)?,
+    })
+}
+
+pub(crate) fn tucker_backward<G: TensorGpu, K: Float>(
+    gpu: &Arc<G>,
+    args: &TuckerTopkArgs<'_, K>,
+    idx: &Tensor<u32>,
+    dscore: &Tensor<f32>,
+    mode: BackwardMode,
+    d: &TuckerTopkDims,
+) -> Result<TuckerTopkGrads> {
+    const OP: &str = "tucker_topk";
+    let s = TopkShape::tucker(d);
+    let proxy = proxy_of(
+        gpu.as_ref(),
+        d.heads,
+        d.rank,
+        G::buffer(OP, "u", args.u)?,
+        G::buffer(OP, "v", args.v)?,
+    )?;
+    let b = TopkBuffers {
+        q: G::buffer(OP, "q", args.q)?,
+        keys: G::buffer(OP, "keys", args.keys)?,
+        proxy: &proxy,
+        cores: G::buffer(OP, "cores", args.cores)?,
+    };
+    let g = backward(
+        gpu.as_ref(),
+        &s,
+        K::DTYPE,
+        mode,
+        &b,
+        G::buffer(OP, "idx", idx)?,
+        G::buffer(OP, "dscore", dscore)?,
+    )?;
+    let dcores = g.dcores.ok_or_else(|| Error::Backend {
+        backend: G::BACKEND,
+        source: "the Tucker backward returned no dcores".into(),
+    })?;
+    Ok(TuckerTopkGrads {
+        dq: gpu.wrap(args.q.shape(), g.dq)?,
+        dkeys: gpu.wrap(args.keys.shape(), g.dkeys)?,
+        dcores: gpu.wrap(args.cores.shape(), dcores)?,
+    })
+}

@@ -1,0 +1,151 @@
+//! `index_map` on the GPUs: exact equality with the reference, windows near 2^32 included.
+
+use crate::common::{cuda, on, wgpu};
+use crate::interp::Interp;
+use crate::runner::Runner;
+use proptest::prelude::*;
+use ultramem::reference::index_map as reference;
+use ultramem::*;
+
+fn case() -> impl Strategy<Value = (Vec<u32>, Option<Vec<u32>>, IndexMapConfig)> {
+    let map = prop_oneof![
+        (1u64..50).prop_flat_map(|tot| (1..=tot, 0..tot, Just(tot))),
+        // Windows and tables at the u32 limit: the sum passes 2^32.
+        ((1u64 << 32) - 5..=(1u64 << 32)).prop_flat_map(|tot| (
+            (1u64 << 31)..=tot,
+            (tot - 7)..tot,
+            Just(tot)
+        )),
+    ]
+    .prop_map(|(l, o, t)| IndexMapConfig {
+        rows_per_layer: l,
+        offset: o,
+        total_rows: t,
+    });
+    (0usize..700, any::<bool>(), map).prop_flat_map(|(len, shuffled, map)| {
+        let table_len = 1 + len % 97;
+        let idx = if shuffled {
+            proptest::collection::vec(0..table_len as u32, len).boxed()
+        } else {
+            proptest::collection::vec(any::<u32>(), len).boxed()
+        };
+        let shuffle = if shuffled {
+            proptest::option::of(proptest::collection::vec(any::<u32>(), table_len)).boxed()
+        } else {
+            Just(None).boxed()
+        };
+        (idx, shuffle, Just(map))
+    })
+}
+
+fn run(
+    r: Runner<'_>,
+    idx: &[u32],
+    shuffle: Option<&Vec<u32>>,
+    map: IndexMapConfig,
+) -> ultramem::Result<Vec<u32>> {
+    match r {
+        Runner::Device(dev) => {
+            let idx_t = on(dev, &[idx.len()], idx);
+            let sh = shuffle.map(|s| on(dev, &[s.len()], s));
+            index_map(&IndexMapArgs {
+                idx: &idx_t,
+                shuffle: sh.as_ref(),
+                map,
+            })?
+            .to_vec()
+        }
+        Runner::Interp => {
+            let ip = Interp::new();
+            let d = IndexMapDims {
+                len: idx.len(),
+                shuffle_len: shuffle.map(Vec::len),
+                map,
+            };
+            let ib = ip.upload_pod(idx);
+            let sb = shuffle.map(|s| ip.upload_pod(s));
+            let out = ultramem::gpu::index_map::forward(&ip, &d, &ib, sb.as_ref())?;
+            Ok(ip.read_u32(&out, idx.len()))
+        }
+    }
+}
+
+fn check(
+    r: Runner<'_>,
+    idx: &[u32],
+    shuffle: Option<&Vec<u32>>,
+    map: IndexMapConfig,
+) -> std::result::Result<(), TestCaseError> {
+    let d = IndexMapDims {
+        len: idx.len(),
+        shuffle_len: shuffle.map(Vec::len),
+        map,
+    };
+    let want = reference::forward(&d, idx, shuffle.map(|s| s.as_slice()));
+    let got = run(r, idx, shuffle, map);
+    match (got, want) {
+        (Ok(g), Ok(w)) => prop_assert_eq!(g, w),
+        (Err(g), Err(w)) => prop_assert_eq!(g.to_string(), w.to_string()),
+        (g, w) => prop_assert!(
+            false,
+            "{} gave {:?}, the reference {:?}",
+            r.name(),
+            g.err(),
+            w.err()
+        ),
+    }
+    Ok(())
+}
+
+fn check_bad_index(r: Runner<'_>) {
+    let e = run(
+        r,
+        &[0, 1, 9, 2],
+        Some(&vec![5, 6, 7]),
+        IndexMapConfig::plain(8),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::IndexOutOfRange {
+                arg: "idx",
+                position: 2,
+                index: 9,
+                bound: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+proptest! {
+    #![proptest_config(crate::common::cases(48))]
+
+    #[test]
+    fn index_map_matches_reference_on_wgpu((idx, shuffle, map) in case()) {
+        if let Some(dev) = wgpu() { check(Runner::Device(dev), &idx, shuffle.as_ref(), map)?; }
+    }
+
+    #[test]
+    fn index_map_matches_reference_on_cuda((idx, shuffle, map) in case()) {
+        if let Some(dev) = cuda() { check(Runner::Device(dev), &idx, shuffle.as_ref(), map)?; }
+    }
+
+    #[test]
+    fn index_map_matches_reference_in_ptx_interpreter((idx, shuffle, map) in case()) {
+        check(Runner::Interp, &idx, shuffle.as_ref(), map)?;
+    }
+}
+
+#[test]
+fn index_map_rejects_index_past_shuffle_table_on_every_device() {
+    if let Some(dev) = wgpu() {
+        check_bad_index(Runner::Device(dev));
+    }
+    if let Some(dev) = cuda() {
+        check_bad_index(Runner::Device(dev));
+    }
+    check_bad_index(Runner::Interp);
+}

@@ -1,0 +1,114 @@
+//! `score_fn` on the GPUs against the CPU reference.
+//!
+//! Tolerance: softmax is a max, a sum of k exponentials and a division, each exp within a few
+//! ulps (the PTX uses ex2.approx, 2⁻²² relative), so the values are within (k + 8)·2⁻²² relative
+//! of the reference and the backward within twice that of its magnitude scale; the elementwise
+//! functions within 4 ulps.
+
+use crate::common::{assert_within, cuda, host, on, wgpu};
+use crate::interp::Interp;
+use crate::runner::Runner;
+use proptest::prelude::*;
+use ultramem::reference::score_fn as reference;
+use ultramem::*;
+
+fn case() -> impl Strategy<Value = (ScoreFnDims, ScoreFn, Vec<f32>, Vec<f32>)> {
+    let func = prop_oneof![
+        Just(ScoreFn::Raw),
+        Just(ScoreFn::Softmax),
+        Just(ScoreFn::Relu),
+        Just(ScoreFn::Sigmoid)
+    ];
+    (
+        0usize..4,
+        1usize..3,
+        prop_oneof![1usize..9, 120usize..300],
+        1usize..3,
+        func,
+    )
+        .prop_flat_map(|(t, h, k, cn, f)| {
+            let d = ScoreFnDims {
+                tokens: t,
+                heads: h,
+                k,
+                cores: cn,
+            };
+            let n = t * h * k * cn;
+            (
+                Just(d),
+                Just(f),
+                proptest::collection::vec(-20.0f32..20.0, n),
+                proptest::collection::vec(-2.0f32..2.0, n),
+            )
+        })
+}
+
+fn run(r: Runner<'_>, d: &ScoreFnDims, f: ScoreFn, x: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let shape = [d.tokens, d.heads, d.k, d.cores];
+    match r {
+        Runner::Device(dev) => {
+            let (xt, dt) = (on(dev, &shape, x), on(dev, &shape, dy));
+            let args = ScoreFnArgs {
+                score: &xt,
+                func: f,
+            };
+            (
+                host(&score_fn(&args).unwrap()),
+                host(&score_fn_backward(&args, &dt).unwrap()),
+            )
+        }
+        Runner::Interp => {
+            let ip = Interp::new();
+            let (xb, db) = (ip.upload_pod(x), ip.upload_pod(dy));
+            let n = x.len();
+            let y = ultramem::gpu::score_fn::forward(&ip, d, f, &xb).unwrap();
+            let g = ultramem::gpu::score_fn::backward(&ip, d, f, &xb, &db).unwrap();
+            (ip.read_f32(&y, n), ip.read_f32(&g, n))
+        }
+    }
+}
+
+fn check(r: Runner<'_>, d: &ScoreFnDims, f: ScoreFn, x: &[f32], dy: &[f32]) {
+    let (y, g) = run(r, d, f, x, dy);
+    let want_y = reference::forward(d, f, x).unwrap();
+    let want_g = reference::backward(d, f, x, dy).unwrap();
+    let rel = (d.k + 8) as f64 * 2f64.powi(-22);
+    let by = |v: &[f64]| -> Vec<f64> { v.iter().map(|w| rel * w.abs() + 1e-30).collect() };
+    assert_within(
+        &format!("{f:?} forward on {}", r.name()),
+        &y,
+        &want_y,
+        &by(&want_y),
+    );
+    // The backward's terms can cancel: bound by |y|·(|dy| + Σ|y·dy|), the softmax VJP's scale.
+    let scale: Vec<f64> = want_y
+        .iter()
+        .zip(dy)
+        .map(|(w, &g)| w.abs() * (f64::from(g).abs() + 2.0) + f64::from(g).abs())
+        .collect();
+    assert_within(
+        &format!("{f:?} backward on {}", r.name()),
+        &g,
+        &want_g,
+        &by(&scale).iter().map(|b| 2.0 * b).collect::<Vec<_>>(),
+    );
+}
+
+proptest! {
+    #![proptest_config(crate::common::cases(32))]
+
+    #[test]
+    fn score_fn_matches_reference_on_wgpu((d, f, x, dy) in case()) {
+        if let Some(dev) = wgpu() { check(Runner::Device(dev), &d, f, &x, &dy); }
+    }
+
+    #[test]
+    fn score_fn_matches_reference_on_cuda((d, f, x, dy) in case()) {
+        if let Some(dev) = cuda() { check(Runner::Device(dev), &d, f, &x, &dy); }
+    }
+
+    #[test]
+    fn score_fn_matches_reference_in_ptx_interpreter((d, f, x, dy) in case()) {
+        check(Runner::Interp, &d, f, &x, &dy);
+    }
+}
