@@ -3,6 +3,9 @@
 //! `ρ = (shuffle[ν] mod N_l + offset) mod N_tot`, with `shuffle` the identity when absent. It
 //! covers a layer's own block of a shared table (`offset = layer·N_l`), cyclic cross-layer
 //! windows, and a plain table (`N_l = N_tot`, `offset = 0`). Integer only: no backward.
+//!
+//! On a GPU this is a kernel of its own, not fused into top-k or the gather: it moves `T·H·m`
+//! words, small next to the keys and value rows those ops read (see the README's backend table).
 
 use crate::cost::expected_distinct;
 use crate::cost::{Cost, U32_BYTES};

@@ -2,6 +2,9 @@
 //!
 //! The input is a top-k op's score tensor, `[T, H, k]` (additive) or `[T, H, m, Cn]` (Tucker);
 //! `Softmax` normalises over the `k` (or `m`) slots of each token, head and core.
+//!
+//! On a GPU this is a kernel of its own, not fused into top-k or the gather: it moves `T·H·m`
+//! words, small next to the keys and value rows those ops read (see the README's backend table).
 
 use crate::cost::{Cost, F32_BYTES};
 use crate::device::DeviceInner;
