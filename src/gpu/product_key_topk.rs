@@ -439,6 +439,39 @@ fn proxy_of<G: TensorGpu>(
     Ok(proxy)
 }
 
+/// The buffers of one top-k call: the op's own `q` and `keys` with the proxy and cores it
+/// supplies (ones for the additive path, `(u, v)` and the cores for Tucker).
+fn buffers<'a, G: TensorGpu, K: Float>(
+    op: &'static str,
+    q: &'a Tensor<f32>,
+    keys: &'a Tensor<K>,
+    proxy: &'a G::Buffer,
+    cores: &'a G::Buffer,
+) -> Result<TopkBuffers<'a, G::Buffer>> {
+    Ok(TopkBuffers {
+        q: G::buffer(op, "q", q)?,
+        keys: G::buffer(op, "keys", keys)?,
+        proxy,
+        cores,
+    })
+}
+
+/// The Tucker stage-1 proxy `[H, 2, R]`: `u` for the row side, `v` for the column side.
+fn tucker_proxy<G: TensorGpu, K: Float>(
+    gpu: &G,
+    args: &TuckerTopkArgs<'_, K>,
+    d: &TuckerTopkDims,
+) -> Result<G::Buffer> {
+    const OP: &str = "tucker_topk";
+    proxy_of(
+        gpu,
+        d.heads,
+        d.rank,
+        G::buffer(OP, "u", args.u)?,
+        G::buffer(OP, "v", args.v)?,
+    )
+}
+
 fn ones<G: Gpu>(gpu: &G, len: usize) -> Result<G::Buffer> {
     gpu.upload(bytemuck::cast_slice(&vec![1.0f32; len.max(1)]))
 }
@@ -451,12 +484,7 @@ pub(crate) fn additive_forward<G: TensorGpu, K: Float>(
     const OP: &str = "additive_topk";
     let s = TopkShape::additive(d);
     let (proxy, cores) = (ones(gpu.as_ref(), d.heads * 2)?, ones(gpu.as_ref(), 1)?);
-    let b = TopkBuffers {
-        q: G::buffer(OP, "q", args.q)?,
-        keys: G::buffer(OP, "keys", args.keys)?,
-        proxy: &proxy,
-        cores: &cores,
-    };
+    let b = buffers::<G, K>(OP, args.q, args.keys, &proxy, &cores)?;
     let (idx, score) = forward(gpu.as_ref(), &s, K::DTYPE, &b)?;
     Ok(TopkOutput {
         idx: gpu.wrap(&[d.tokens, d.heads, d.k], idx)?,
@@ -475,12 +503,7 @@ pub(crate) fn additive_backward<G: TensorGpu, K: Float>(
     const OP: &str = "additive_topk";
     let s = TopkShape::additive(d);
     let (proxy, cores) = (ones(gpu.as_ref(), d.heads * 2)?, ones(gpu.as_ref(), 1)?);
-    let b = TopkBuffers {
-        q: G::buffer(OP, "q", args.q)?,
-        keys: G::buffer(OP, "keys", args.keys)?,
-        proxy: &proxy,
-        cores: &cores,
-    };
+    let b = buffers::<G, K>(OP, args.q, args.keys, &proxy, &cores)?;
     let g = backward(
         gpu.as_ref(),
         &s,
@@ -503,19 +526,9 @@ pub(crate) fn tucker_forward<G: TensorGpu, K: Float>(
 ) -> Result<TopkOutput> {
     const OP: &str = "tucker_topk";
     let s = TopkShape::tucker(d);
-    let proxy = proxy_of(
-        gpu.as_ref(),
-        d.heads,
-        d.rank,
-        G::buffer(OP, "u", args.u)?,
-        G::buffer(OP, "v", args.v)?,
-    )?;
-    let b = TopkBuffers {
-        q: G::buffer(OP, "q", args.q)?,
-        keys: G::buffer(OP, "keys", args.keys)?,
-        proxy: &proxy,
-        cores: G::buffer(OP, "cores", args.cores)?,
-    };
+    let proxy = tucker_proxy(gpu.as_ref(), args, d)?;
+    let cores = G::buffer(OP, "cores", args.cores)?;
+    let b = buffers::<G, K>(OP, args.q, args.keys, &proxy, cores)?;
     let (idx, score) = forward(gpu.as_ref(), &s, K::DTYPE, &b)?;
     Ok(TopkOutput {
         idx: gpu.wrap(&[d.tokens, d.heads, d.m], idx)?,
@@ -533,19 +546,9 @@ pub(crate) fn tucker_backward<G: TensorGpu, K: Float>(
 ) -> Result<TuckerTopkGrads> {
     const OP: &str = "tucker_topk";
     let s = TopkShape::tucker(d);
-    let proxy = proxy_of(
-        gpu.as_ref(),
-        d.heads,
-        d.rank,
-        G::buffer(OP, "u", args.u)?,
-        G::buffer(OP, "v", args.v)?,
-    )?;
-    let b = TopkBuffers {
-        q: G::buffer(OP, "q", args.q)?,
-        keys: G::buffer(OP, "keys", args.keys)?,
-        proxy: &proxy,
-        cores: G::buffer(OP, "cores", args.cores)?,
-    };
+    let proxy = tucker_proxy(gpu.as_ref(), args, d)?;
+    let cores = G::buffer(OP, "cores", args.cores)?;
+    let b = buffers::<G, K>(OP, args.q, args.keys, &proxy, cores)?;
     let g = backward(
         gpu.as_ref(),
         &s,

@@ -181,6 +181,38 @@ fn inputs<K: Float>(c: &Case) -> Inputs<K> {
     }
 }
 
+/// The Tucker op's f32 inputs other than the keys, on a device.
+struct TuckerTensors {
+    q: Tensor<f32>,
+    cores: Tensor<f32>,
+    u: Tensor<f32>,
+    v: Tensor<f32>,
+}
+
+impl TuckerTensors {
+    fn new<K: Float>(dev: &Device, c: &Case, x: &Inputs<K>) -> Self {
+        let s = c.s;
+        TuckerTensors {
+            q: on(dev, &[s.tokens, s.heads, 2, s.rank, s.dim], &x.q),
+            cores: on(dev, &[s.heads, s.cores, s.rank, s.rank], &x.cores),
+            u: on(dev, &[s.heads, s.rank], &x.u),
+            v: on(dev, &[s.heads, s.rank], &x.v),
+        }
+    }
+
+    fn args<'a, K: Float>(&'a self, keys: &'a Tensor<K>, c: &Case) -> TuckerTopkArgs<'a, K> {
+        TuckerTopkArgs {
+            q: &self.q,
+            keys,
+            cores: &self.cores,
+            u: &self.u,
+            v: &self.v,
+            k1: Some(c.s.k1),
+            m: c.s.m,
+        }
+    }
+}
+
 type Grads = (Vec<f64>, Vec<f64>, Vec<f64>);
 /// The forward's `(idx, score)` and the gradients of each backward mode.
 type RunOutput = ((Vec<u32>, Vec<f64>), Vec<(BackwardMode, Grads)>);
@@ -217,21 +249,8 @@ fn run<K: Float>(
                 }
                 Ok(((out.idx.to_vec()?, host(&out.score)), grads))
             } else {
-                let q = on(dev, &[s.tokens, s.heads, 2, s.rank, s.dim], &x.q);
-                let cores = on(dev, &[s.heads, s.cores, s.rank, s.rank], &x.cores);
-                let (u, v) = (
-                    on(dev, &[s.heads, s.rank], &x.u),
-                    on(dev, &[s.heads, s.rank], &x.v),
-                );
-                let args = TuckerTopkArgs {
-                    q: &q,
-                    keys: &keys,
-                    cores: &cores,
-                    u: &u,
-                    v: &v,
-                    k1: Some(s.k1),
-                    m: s.m,
-                };
+                let t = TuckerTensors::new(dev, c, x);
+                let args = t.args(&keys, c);
                 let out = tucker_topk(&args)?;
                 let ds = on(dev, &[s.tokens, s.heads, s.m, s.cores], &x.dscore);
                 let mut grads = Vec::new();
@@ -611,22 +630,9 @@ fn check_bad_inputs(dev: &Device) {
     let c = paper_case(8, 3, 4, 2, 5);
     let s = c.s;
     let x = inputs::<f32>(&c);
-    let q = on(dev, &[s.tokens, s.heads, 2, s.rank, s.dim], &x.q);
     let keys = on(dev, &[s.heads, 2, s.rank, s.n, s.dim], &x.keys);
-    let cores = on(dev, &[s.heads, s.cores, s.rank, s.rank], &x.cores);
-    let (u, v) = (
-        on(dev, &[s.heads, s.rank], &x.u),
-        on(dev, &[s.heads, s.rank], &x.v),
-    );
-    let args = TuckerTopkArgs {
-        q: &q,
-        keys: &keys,
-        cores: &cores,
-        u: &u,
-        v: &v,
-        k1: Some(s.k1),
-        m: s.m,
-    };
+    let t = TuckerTensors::new(dev, &c, &x);
+    let args = t.args(&keys, &c);
     // An index past n² in the backward.
     let mut idx = vec![0u32; s.tokens * s.m];
     idx[5] = 64;
@@ -653,7 +659,7 @@ fn check_bad_inputs(dev: &Device) {
     // A NaN query, core or proxy entry.
     let mut bad = x.q.clone();
     bad[7] = f32::NAN;
-    let bad_q = on(dev, q.shape(), &bad);
+    let bad_q = on(dev, t.q.shape(), &bad);
     let e = tucker_topk(&TuckerTopkArgs { q: &bad_q, ..args }).unwrap_err();
     assert!(
         matches!(
@@ -668,7 +674,7 @@ fn check_bad_inputs(dev: &Device) {
     );
     let mut bad = x.cores.clone();
     bad[3] = f32::INFINITY;
-    let bad_cores = on(dev, cores.shape(), &bad);
+    let bad_cores = on(dev, t.cores.shape(), &bad);
     let e = tucker_topk(&TuckerTopkArgs {
         cores: &bad_cores,
         ..args
@@ -685,7 +691,7 @@ fn check_bad_inputs(dev: &Device) {
         ),
         "{e}"
     );
-    let bad_v = on(dev, v.shape(), &[0.5f32, f32::NAN]);
+    let bad_v = on(dev, t.v.shape(), &[0.5f32, f32::NAN]);
     let e = tucker_topk(&TuckerTopkArgs { v: &bad_v, ..args }).unwrap_err();
     assert!(
         matches!(
