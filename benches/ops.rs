@@ -381,6 +381,90 @@ fn index_map_bench(c: &mut Criterion) {
     }
 }
 
+/// The layer's query projection `x W_qᵀ` (227M/1.2B: D 768 → 4·192; 1B/7B on CUDA: D 2048 →
+/// 4·512), as `matmul` runs it in the forward.
+fn matmul_bench(c: &mut Criterion) {
+    for dev in devices() {
+        let mut group = c.benchmark_group(format!("matmul/{}", name(&dev)));
+        group.sample_size(10);
+        let cases: &[(usize, usize, usize)] = match dev.backend() {
+            Backend::Cuda => &[(1, 2048, 2048), (64, 2048, 2048), (4096, 2048, 2048)],
+            _ => &[(1, 768, 768), (64, 768, 768)],
+        };
+        for &(t, d_in, d_out) in cases {
+            let mut rand = RandomTensors {
+                dev: &dev,
+                rng: SplitMix64::new(9),
+            };
+            let (x, w) = (rand.make(&[t, d_in]), rand.make(&[d_out, d_in]));
+            let args = MatmulArgs {
+                a: &x,
+                b: &w,
+                transpose_a: false,
+                transpose_b: true,
+                addend: None,
+            };
+            let cost = args.validate().unwrap().cost(false);
+            println!(
+                "matmul T={t} {d_in}->{d_out} on {dev}: {:.3e} bytes, {:.3e} FLOPs",
+                cost.bytes(),
+                cost.flops
+            );
+            group.throughput(Throughput::Bytes(cost.bytes() as u64));
+            let id = BenchmarkId::new(format!("x_wt_{d_in}x{d_out}"), format!("T{t}"));
+            group.bench_with_input(id, &args, |b, a| b.iter(|| matmul(a).unwrap()));
+        }
+        group.finish();
+    }
+}
+
+/// The query RMSNorm, forward and backward (chunks of Dk 512, four per token).
+fn rmsnorm_bench(c: &mut Criterion) {
+    for dev in devices() {
+        let mut group = c.benchmark_group(format!("rmsnorm/{}", name(&dev)));
+        group.sample_size(10);
+        let tokens: &[usize] = match dev.backend() {
+            Backend::Cuda => &[1, 64, 4096],
+            _ => &[1, 64],
+        };
+        for &t in tokens {
+            let mut rand = RandomTensors {
+                dev: &dev,
+                rng: SplitMix64::new(10),
+            };
+            let (x, gamma, dy) = (
+                rand.make(&[t * 4, 512]),
+                rand.make(&[512]),
+                rand.make(&[t * 4, 512]),
+            );
+            let args = RmsNormArgs {
+                x: &x,
+                gamma: &gamma,
+                eps: 1e-5,
+                repeat: 1,
+            };
+            let cost = args.validate().unwrap().cost();
+            println!(
+                "rmsnorm T={t} 4x512 on {dev}: forward {:.3e} bytes, {:.3e} FLOPs",
+                cost.bytes(),
+                cost.flops
+            );
+            group.throughput(Throughput::Bytes(cost.bytes() as u64));
+            group.bench_with_input(
+                BenchmarkId::new("forward", format!("T{t}")),
+                &args,
+                |b, a| b.iter(|| rmsnorm(a).unwrap()),
+            );
+            group.bench_with_input(
+                BenchmarkId::new("backward", format!("T{t}")),
+                &args,
+                |b, a| b.iter(|| rmsnorm_backward(a, &dy).unwrap()),
+            );
+        }
+        group.finish();
+    }
+}
+
 /// Adding a kernel file does not compile until this match names its bench.
 fn kernel_benches(c: &mut Criterion) {
     for &id in KernelId::ALL {
@@ -391,6 +475,8 @@ fn kernel_benches(c: &mut Criterion) {
             KernelId::ProductKeyTopk => product_key_topk_bench(c),
             KernelId::ScoreFn => score_fn_bench(c),
             KernelId::IndexMap => index_map_bench(c),
+            KernelId::Matmul => matmul_bench(c),
+            KernelId::Rmsnorm => rmsnorm_bench(c),
         }
     }
 }

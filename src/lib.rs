@@ -109,10 +109,12 @@ pub use ops::additive_topk::{
     TopkOutput,
 };
 pub use ops::index_map::{index_map, IndexMapArgs, IndexMapConfig, IndexMapDims};
+pub use ops::matmul::{matmul, MatmulArgs, MatmulDims};
 pub use ops::moe_ffn::{moe_ffn, MoeFfnArgs, MoeFfnDims, MoeFfnOutput, MoeRouting};
 pub use ops::peer_ffn::{
     peer_ffn, peer_ffn_backward, Activation, PeerFfnArgs, PeerFfnDims, PeerFfnGrads,
 };
+pub use ops::rmsnorm::{rmsnorm, rmsnorm_backward, RmsNormArgs, RmsNormDims, RmsNormGrads};
 pub use ops::row_sort::{row_sort, RowSortArgs, RowSortDims};
 pub use ops::score_fn::{score_fn, score_fn_backward, ScoreFn, ScoreFnArgs, ScoreFnDims};
 pub use ops::tucker_topk::{

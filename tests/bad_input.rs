@@ -1196,3 +1196,156 @@ proptest! {
         let _ = tucker_topk(&TuckerTopkArgs { k1: None, ..args });
     }
 }
+
+#[test]
+fn matmul_rejects_mismatched_inner_sizes_and_bad_addends() {
+    let (a, b) = (zeros::<f32>(&[2, 3]), zeros::<f32>(&[4, 5]));
+    let args = MatmulArgs {
+        a: &a,
+        b: &b,
+        transpose_a: false,
+        transpose_b: false,
+        addend: None,
+    };
+    let e = matmul(&args).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::ShapeMismatch {
+                op: "matmul",
+                arg: "b",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let vector = zeros::<f32>(&[3]);
+    let e = matmul(&MatmulArgs { a: &vector, ..args }).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::ShapeMismatch {
+                op: "matmul",
+                arg: "a",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let b = zeros::<f32>(&[3, 5]);
+    let c0 = zeros::<f32>(&[5, 2]);
+    let e = matmul(&MatmulArgs {
+        b: &b,
+        addend: Some(&c0),
+        ..args
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::ShapeMismatch {
+                op: "matmul",
+                arg: "addend",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Empty products are fine: [0, 3] x [3, 5] is [0, 5]; K = 0 gives zeros.
+    let empty = zeros::<f32>(&[0, 3]);
+    let out = matmul(&MatmulArgs {
+        a: &empty,
+        b: &b,
+        ..args
+    })
+    .unwrap();
+    assert_eq!(out.shape(), &[0, 5]);
+    let (a0, b0) = (zeros::<f32>(&[2, 0]), zeros::<f32>(&[0, 2]));
+    let out = matmul(&MatmulArgs {
+        a: &a0,
+        b: &b0,
+        ..args
+    })
+    .unwrap();
+    assert_eq!(out.to_vec().unwrap(), vec![0.0; 4]);
+}
+
+#[test]
+fn rmsnorm_rejects_bad_gamma_eps_and_dy() {
+    let (x, gamma) = (zeros::<f32>(&[2, 4]), zeros::<f32>(&[3]));
+    let args = RmsNormArgs {
+        x: &x,
+        gamma: &gamma,
+        eps: 1e-5,
+        repeat: 1,
+    };
+    let e = rmsnorm(&args).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::ShapeMismatch {
+                op: "rmsnorm",
+                arg: "gamma",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let gamma = zeros::<f32>(&[4]);
+    for eps in [0.0f32, -1.0, f32::NAN, f32::INFINITY] {
+        let e = rmsnorm(&RmsNormArgs {
+            gamma: &gamma,
+            eps,
+            ..args
+        })
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::InvalidArgument {
+                    op: "rmsnorm",
+                    arg: "eps",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+    let e = rmsnorm(&RmsNormArgs {
+        gamma: &gamma,
+        repeat: 0,
+        ..args
+    })
+    .unwrap_err();
+    assert!(matches!(e, Error::ZeroSized { op: "rmsnorm", .. }), "{e}");
+    // dy must be shaped like the output: [2, repeat·4].
+    let dy = zeros::<f32>(&[2, 4]);
+    let e = rmsnorm_backward(
+        &RmsNormArgs {
+            gamma: &gamma,
+            repeat: 2,
+            ..args
+        },
+        &dy,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::ShapeMismatch {
+                op: "rmsnorm",
+                arg: "dy",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let scalar = zeros::<f32>(&[]);
+    let e = rmsnorm(&RmsNormArgs {
+        x: &scalar,
+        gamma: &gamma,
+        ..args
+    })
+    .unwrap_err();
+    assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
+}

@@ -16,9 +16,11 @@
 )]
 
 pub mod index_map;
+pub mod matmul;
 pub mod params;
 pub mod peer_ffn;
 pub mod product_key_topk;
+pub mod rmsnorm;
 pub mod row_sort;
 pub mod score_fn;
 pub mod weighted_gather;

@@ -114,6 +114,42 @@ pub(crate) struct MapParams {
     pub pad1: u32,
 }
 
+/// Parameters of the matmul kernel: 48 bytes. `A(m, k) = a[m·a_rs + k·a_cs]`,
+/// `B(k, n) = b[k·b_rs + n·b_cs]`, `C(m, n) = c[m·ldc + n]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub(crate) struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub a_rs: u32,
+    pub a_cs: u32,
+    pub b_rs: u32,
+    pub b_cs: u32,
+    pub ldc: u32,
+    /// 1: add the product to what C holds.
+    pub accumulate: u32,
+    /// Output tiles per row of tiles, `ceil(N / 16)`.
+    pub tiles_n: u32,
+    /// All output tiles.
+    pub tiles: u32,
+    pub grid_x: u32,
+}
+
+/// Parameters of the RMSNorm kernels: 32 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub(crate) struct RmsParams {
+    pub chunks: u32,
+    pub dim: u32,
+    pub repeat: u32,
+    pub eps: f32,
+    pub grid_x: u32,
+    pub pad0: u32,
+    pub pad1: u32,
+    pub pad2: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +164,8 @@ mod tests {
                 KernelId::ProductKeyTopk => std::mem::size_of::<TopkParams>(),
                 KernelId::ScoreFn => std::mem::size_of::<ScoreParams>(),
                 KernelId::IndexMap => std::mem::size_of::<MapParams>(),
+                KernelId::Matmul => std::mem::size_of::<MatmulParams>(),
+                KernelId::Rmsnorm => std::mem::size_of::<RmsParams>(),
             };
             for &(entry, bytes, _) in id.entries() {
                 assert_eq!(
@@ -144,5 +182,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<ValueParams>() % 16, 0);
         assert_eq!(std::mem::size_of::<SortParams>() % 16, 0);
         assert_eq!(std::mem::size_of::<TopkParams>() % 16, 0);
+        assert_eq!(std::mem::size_of::<MatmulParams>() % 16, 0);
+        assert_eq!(std::mem::size_of::<RmsParams>() % 16, 0);
     }
 }

@@ -6,8 +6,10 @@
 
 pub mod additive_topk;
 pub mod index_map;
+pub mod matmul;
 pub mod moe_ffn;
 pub mod peer_ffn;
+pub mod rmsnorm;
 pub mod row_sort;
 pub mod score_fn;
 pub mod tucker_topk;

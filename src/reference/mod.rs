@@ -10,6 +10,7 @@ pub mod activation;
 pub mod additive_topk;
 pub mod dense;
 pub mod index_map;
+pub mod matmul;
 pub mod moe_ffn;
 pub mod peer_ffn;
 pub mod rmsnorm;

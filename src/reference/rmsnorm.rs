@@ -31,3 +31,32 @@ pub fn backward(x: &[f64], gamma: &[f64], eps: f64, dy: &[f64], dgamma: &mut [f6
     }
     dx
 }
+
+/// [`forward`] writing each normalised chunk `repeat` times in a row (tied queries, once per
+/// Tucker rank): `[chunks, dim]` → `[chunks, repeat, dim]`.
+pub fn forward_repeated(x: &[f64], gamma: &[f64], eps: f64, repeat: usize) -> Vec<f64> {
+    let d = gamma.len();
+    forward(x, gamma, eps)
+        .chunks_exact(d)
+        .flat_map(|c| std::iter::repeat_n(c, repeat).flatten().copied())
+        .collect()
+}
+
+/// The backward of [`forward_repeated`]: sums `dy[chunks, repeat, dim]` over the copies, then
+/// [`backward`]. Returns `(dx, dgamma)`.
+pub fn backward_repeated(
+    x: &[f64],
+    gamma: &[f64],
+    eps: f64,
+    repeat: usize,
+    dy: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let d = gamma.len();
+    let summed: Vec<f64> = dy
+        .chunks_exact(repeat * d)
+        .flat_map(|copies| (0..d).map(move |i| (0..repeat).map(|j| copies[j * d + i]).sum::<f64>()))
+        .collect();
+    let mut dgamma = vec![0.0; d];
+    let dx = backward(x, gamma, eps, &summed, &mut dgamma);
+    (dx, dgamma)
+}

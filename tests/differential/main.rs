@@ -6,9 +6,11 @@ mod common;
 mod index_map;
 mod interp;
 mod layer;
+mod matmul;
 mod peer_ffn;
 mod product_key_topk;
 mod ptx;
+mod rmsnorm;
 mod row_sort;
 mod runner;
 mod score_fn;
@@ -47,6 +49,17 @@ fn every_kernel_has_differential_tests() {
                 "index_map::index_map_matches_reference_on_wgpu",
                 "index_map::index_map_matches_reference_on_cuda",
                 "index_map::index_map_matches_reference_in_ptx_interpreter",
+            ],
+            KernelId::Matmul => &[
+                "matmul::matmul_matches_reference_on_wgpu",
+                "matmul::matmul_matches_reference_on_cuda",
+                "matmul::matmul_matches_reference_in_ptx_interpreter",
+                "matmul::matmul_layer_products_match_reference_on_every_device",
+            ],
+            KernelId::Rmsnorm => &[
+                "rmsnorm::rmsnorm_matches_reference_on_wgpu",
+                "rmsnorm::rmsnorm_matches_reference_on_cuda",
+                "rmsnorm::rmsnorm_matches_reference_in_ptx_interpreter",
             ],
             KernelId::RowSort => &[
                 "row_sort::row_sort_matches_reference_on_wgpu",
