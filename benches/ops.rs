@@ -506,10 +506,76 @@ fn tucker_topk_scaling_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// The whole UltraMemV2 layer, forward and forward + backward (Deterministic), bf16 tables.
+/// CUDA runs the paper's two layer shapes at T ∈ {1, 64, 4096}; the CPU and wgpu run the 1B/7B
+/// shape scaled down by 8 (D 256, Dk 64, n 66, m = K1 = 16, Dp 48, Dv 96) at T ∈ {1, 64}.
+fn layer_bench(c: &mut Criterion) {
+    use ultramem::layer::init::{init_params, InitScheme};
+    use ultramem::layer::{UltraMemV2Config, UltraMemV2Layer};
+    for dev in devices() {
+        let (configs, tokens): (Vec<(&str, UltraMemV2Config)>, &[usize]) = match dev.backend() {
+            Backend::Cuda => (
+                vec![
+                    ("227m_1_2b", UltraMemV2Config::paper_227m_1_2b()),
+                    ("1b_7b", UltraMemV2Config::paper_1b_7b()),
+                ],
+                &[1, 64, 4096],
+            ),
+            _ => (
+                vec![(
+                    "1b_7b_scaled_8x",
+                    UltraMemV2Config::new(256, 64, 66, 16, 48, 96),
+                )],
+                &[1, 64],
+            ),
+        };
+        let mut group = c.benchmark_group(format!("ultramem_v2_layer/{}", name(&dev)));
+        group.sample_size(10);
+        for (label, cfg) in configs {
+            let (params, _) = init_params(&cfg, InitScheme::ReleasedCode, 1).unwrap();
+            let layer = UltraMemV2Layer::new(&dev, &cfg, &params.cast::<f32, bf16>()).unwrap();
+            drop(params);
+            for &t in tokens {
+                let mut rand = RandomTensors {
+                    dev: &dev,
+                    rng: SplitMix64::new(11),
+                };
+                let (x, dout) = (rand.make(&[t, cfg.d_model]), rand.make(&[t, cfg.d_model]));
+                let shape = cfg.cost_shape();
+                let bytes = shape.step_bytes(t, 2);
+                println!(
+                    "ultramem_v2_layer {label} T={t} on {dev}: forward {:.3e} bytes (weights {:.3e}), {:.3e} FLOPs",
+                    bytes.total(),
+                    bytes.weights(),
+                    shape.flops_per_token() * t as f64
+                );
+                group.throughput(Throughput::Bytes(bytes.total() as u64));
+                group.bench_function(
+                    BenchmarkId::new(format!("{label}/forward"), format!("T{t}")),
+                    |b| b.iter(|| layer.forward(&x).unwrap()),
+                );
+                group.bench_function(
+                    BenchmarkId::new(format!("{label}/forward_backward"), format!("T{t}")),
+                    |b| {
+                        b.iter(|| {
+                            let fwd = layer.forward(&x).unwrap();
+                            layer
+                                .backward(&x, &fwd.cache, &dout, BackwardMode::Deterministic)
+                                .unwrap()
+                        })
+                    },
+                );
+            }
+        }
+        group.finish();
+    }
+}
+
 criterion_group!(
     benches,
     copy_bandwidth_bench,
     kernel_benches,
+    layer_bench,
     tucker_topk_scaling_bench
 );
 criterion_main!(benches);

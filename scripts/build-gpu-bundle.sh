@@ -21,5 +21,5 @@ for line in sys.argv[1].splitlines():
         shutil.copy(exe, f"gpu-bundle/{target['name']}")
         print("bundled", target["name"])
 PY
-cp scripts/gpu-check.sh scripts/torch_topk_baseline.py gpu-bundle/
+cp scripts/gpu-check.sh benches/torch_baselines.py gpu-bundle/
 ls -la gpu-bundle

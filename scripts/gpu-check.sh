@@ -8,9 +8,11 @@
 #  1. the card and driver (nvidia-smi);
 #  2. the differential tests with CUDA required and many proptest cases;
 #  3. compute-sanitizer memcheck and racecheck over the CUDA differential tests (fewer cases);
-#  4. the benches on CUDA with multi-GB tables (gather, PEER, row sort, copy bandwidth) and the
-#     fused top-k at the paper's shapes;
-#  5. the PyTorch eager baseline of the same top-k selection (issue 5's 5x target), if PyTorch is there.
+#  4. the benches on CUDA: multi-GB tables (gather, PEER, row sort, copy bandwidth), the fused
+#     top-k, the dense kernels and the whole layer (forward, forward + backward) at the paper's
+#     shapes;
+#  5. the PyTorch eager baselines of the top-k selection and of the layer at the same shapes
+#     (benches/torch_baselines.py), if PyTorch is there.
 set -uo pipefail
 bundle="${1:-$(cd "$(dirname "$0")" && pwd)}"
 out="${2:-${OUT:-./gpu-logs}}"
@@ -44,8 +46,8 @@ fi
 step bench env ULTRAMEM_BENCH_SIZE=large ULTRAMEM_BENCH_DEVICES=cuda "$bundle/ops" --bench \
     --warm-up-time 1 --measurement-time 3 --noplot
 if python3 -c "import torch" 2>/dev/null; then
-    step torch-topk-baseline python3 "$bundle/torch_topk_baseline.py"
+    step torch-baselines python3 "$bundle/torch_baselines.py" all
 else
-    echo "== PyTorch not found: the top-k baseline NOT run" | tee -a "$out/summary.txt"
+    echo "== PyTorch not found: the PyTorch baselines NOT run" | tee -a "$out/summary.txt"
 fi
 exit $status

@@ -34,9 +34,11 @@
 //! The ops ([`ops`]): [`additive_topk`] and [`tucker_topk`] (product-key selection),
 //! [`score_fn`] (Raw, Softmax, Relu, Sigmoid), [`index_map`] (virtual slot → row),
 //! [`weighted_gather`] (EmbeddingBag-sum with core split), [`peer_ffn`] (per-slot FFN values),
-//! [`moe_ffn`] (the MoE baseline, forward only); each with a `_backward` where the spec has one.
-//! The layer: [`layer::UltraMemV2Config`], [`layer::UltraMemV2Params`], [`layer::init`],
-//! [`layer::tucker_proxy`] and its CPU forward/backward in
+//! [`moe_ffn`] (the MoE baseline, forward only), and the layer's dense parts [`matmul`] and
+//! [`rmsnorm`]; each with a `_backward` where the spec has one.
+//! The layer: [`layer::UltraMemV2Layer`] (forward and backward on any device),
+//! [`layer::UltraMemV2Config`], [`layer::UltraMemV2Params`], [`layer::init`],
+//! [`layer::tucker_proxy`], and the all-f64 forward/backward it is checked against in
 //! [`reference::ultramem_v2_layer`]. Bytes and FLOPs: [`cost`].
 //!
 //! ## Backends

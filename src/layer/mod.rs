@@ -1,12 +1,15 @@
-//! The UltraMemV2 layer's configuration and parameters, with the host helpers around it:
-//! the `(u, v)` proxy refresh ([`tucker_proxy`]) and the initialisation rules ([`init`]).
+//! The UltraMemV2 layer: its configuration and parameters, [`UltraMemV2Layer`] (forward and
+//! backward on any device), and the host helpers around it: the `(u, v)` proxy refresh
+//! ([`tucker_proxy`]) and the initialisation rules ([`init`]).
 //!
-//! The layer's forward and backward on the CPU are in
-//! [`crate::reference::ultramem_v2_layer`]; they compose the same ops the GPU backends run.
+//! The all-f64 forward and backward the layer is checked against are in
+//! [`crate::reference::ultramem_v2_layer`].
 
-pub mod compose;
 pub mod init;
 pub mod tucker_proxy;
+pub mod ultramem_v2_layer;
+
+pub use ultramem_v2_layer::{HostGrads, LayerCache, LayerForward, LayerGrads, UltraMemV2Layer};
 
 use crate::cost::UltraMemV2Shape;
 use crate::dtype::Float;

@@ -1,50 +1,341 @@
-//! The UltraMemV2 layer wired from the public ops, with every sparse op on a GPU, against the
-//! f64 end-to-end reference layer.
+//! The UltraMemV2 layer on each device ([`UltraMemV2Layer`]: every op on that device) against the
+//! all-f64 reference layer, forward and backward, and a short training run on the CPU and wgpu.
+//!
+//! Tolerance: the device layer rounds to f32 between its ~10 ops and (on a GPU) sums in f32
+//! inside them, over at most a few hundred terms per sum here; each result is then within
+//! ~1e-5 of its tensor's largest magnitude. We allow 2e-4 of that scale per tensor: any wrong
+//! term or missing contribution is O(1) of the scale and fails.
+//!
+//! Selection: the device picks its top-m from f32 scores, the reference from f64. Where the
+//! reference has a near-tie at the cut the two may keep different slots; then the test checks
+//! that the device's slots score (in f64) the same as the reference's, within the f32 tolerance
+//! of the top-k tests, and compares nothing downstream for that case. Such cases are counted and
+//! must stay rare.
+
+use std::cell::Cell;
 
 use crate::common::{cuda, wgpu};
-use ultramem::layer::compose::forward_with_ops;
+use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use ultramem::layer::init::{init_params, InitScheme};
-use ultramem::layer::UltraMemV2Config;
-use ultramem::reference::ultramem_v2_layer;
+use ultramem::layer::{QueryMode, UltraMemV2Config, UltraMemV2Layer, UltraMemV2Params};
+use ultramem::reference::ultramem_v2_layer as reference;
 use ultramem::rng::SplitMix64;
-use ultramem::Device;
+use ultramem::*;
 
-fn check(dev: &Device) {
-    let mut cfg = UltraMemV2Config::new(64, 32, 16, 16, 16, 48);
-    cfg.heads = 2;
-    let (p, _) = init_params(&cfg, InitScheme::ReleasedCode, 11).unwrap();
-    let x: Vec<f32> = SplitMix64::new(12)
-        .normals(9 * cfg.d_model, 1.0)
+fn normals(seed: u64, len: usize, std: f64) -> Vec<f32> {
+    SplitMix64::new(seed)
+        .normals(len, std)
         .into_iter()
         .map(|v| v as f32)
-        .collect();
-    let got = forward_with_ops(dev, dev, &cfg, &p, &x).unwrap();
-    assert!(
-        got.values_device.same_as(dev),
-        "the values ran on {}",
-        got.values_device
-    );
-    let want = ultramem_v2_layer::forward(&cfg, &p, &x).unwrap().out;
-    // f32 between ops and inside the kernels: ~1e-7 relative per stage; 1e-5 of max |o|.
-    let scale = want.iter().fold(0.0f64, |m, o| m.max(o.abs()));
-    for (i, (&g, &w)) in got.out.iter().zip(&want).enumerate() {
+        .collect()
+}
+
+/// `|a − b| ≤ 2e-4 · max|b|` elementwise.
+fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = want.iter().fold(0.0f64, |m, w| m.max(w.abs()));
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         assert!(
-            (f64::from(g) - w).abs() <= 1e-5 * scale,
-            "o[{i}]: {g} vs {w}"
+            (f64::from(g) - w).abs() <= 2e-4 * scale + 1e-30,
+            "{what}[{i}]: {g:e} vs {w:e} (scale {scale:e})"
+        );
+    }
+}
+
+/// The f64 total score `Σ_c G_c` of virtual slot `nu` for token `t`, head `h`, from the
+/// reference's normalised queries and keys.
+fn slot_score(
+    cfg: &UltraMemV2Config,
+    p: &UltraMemV2Params,
+    cache: &reference::LayerCache,
+    t: usize,
+    h: usize,
+    nu: u32,
+) -> f64 {
+    let (r, dk, n) = (cfg.rank, cfg.dk, cfg.n);
+    let (i, j) = (nu as usize / n, nu as usize % n);
+    let sub = |side: usize, rank: usize, key: usize| -> f64 {
+        let q = &cache.q[(((t * cfg.heads + h) * 2 + side) * r + rank) * dk..][..dk];
+        let k = &cache.khat[(((h * 2 + side) * r + rank) * n + key) * dk..][..dk];
+        q.iter().zip(k).map(|(a, b)| a * b).sum()
+    };
+    let mut total = 0.0;
+    for c in 0..cfg.cores {
+        for a in 0..r {
+            for b in 0..r {
+                let core = f64::from(p.cores[((h * cfg.cores + c) * r + a) * r + b]);
+                total += sub(0, a, i) * core * sub(1, b, j);
+            }
+        }
+    }
+    total
+}
+
+/// Runs the layer on `dev` and compares it with the reference; returns false when a near-tie
+/// at the cut made the selections differ (checked, but nothing downstream compared).
+fn check(
+    dev: &Device,
+    cfg: &UltraMemV2Config,
+    p: &UltraMemV2Params,
+    tokens: usize,
+    mode: BackwardMode,
+) -> bool {
+    let d = cfg.d_model;
+    let x = normals(31 + tokens as u64, tokens * d, 1.0);
+    let dout = normals(32, tokens * d, 1.0);
+    let want = reference::forward(cfg, p, &x).unwrap();
+    let layer = UltraMemV2Layer::new(dev, cfg, p).unwrap();
+    let xt = Tensor::from_slice(dev, &[tokens, d], &x).unwrap();
+    let got = layer.forward(&xt).unwrap();
+    let idx = got.cache.idx.to_vec().unwrap();
+    if idx != want.cache.idx {
+        // Same scores, slot by slot in rank order, within the f32 scoring error.
+        let m = cfg.m;
+        for th in 0..tokens * cfg.heads {
+            let (t, h) = (th / cfg.heads, th % cfg.heads);
+            let ours = &idx[th * m..(th + 1) * m];
+            let theirs = &want.cache.idx[th * m..(th + 1) * m];
+            let mut seen = ours.to_vec();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), m, "duplicate slot on {dev}: {ours:?}");
+            for (a, b) in ours.iter().zip(theirs) {
+                let (sa, sb) = (
+                    slot_score(cfg, p, &want.cache, t, h, *a),
+                    slot_score(cfg, p, &want.cache, t, h, *b),
+                );
+                assert!(
+                    (sa - sb).abs() <= 1e-4 * (1.0 + sb.abs()),
+                    "token {t} head {h}: slot {a} scores {sa}, the reference's {b} scores {sb}"
+                );
+            }
+        }
+        return false;
+    }
+    assert_close(
+        &format!("out on {dev}"),
+        &got.out.to_vec().unwrap(),
+        &want.out,
+    );
+    let dt = Tensor::from_slice(dev, &[tokens, d], &dout).unwrap();
+    let g = layer
+        .backward(&xt, &got.cache, &dt, mode)
+        .unwrap()
+        .to_host()
+        .unwrap();
+    let w = reference::backward(cfg, p, &x, &want.cache, &dout).unwrap();
+    assert_close(&format!("dx on {dev}"), &g.dx, &w.dx);
+    let want_params: [(&str, &[f64]); 9] = [
+        ("w_q", &w.w_q),
+        ("gamma_q", &w.gamma_q),
+        ("keys", &w.keys),
+        ("gamma_k", &w.gamma_k),
+        ("cores", &w.cores),
+        ("w_pre", &w.w_pre),
+        ("down", &w.down),
+        ("up", &w.up),
+        ("w_out", &w.w_out),
+    ];
+    for ((name, got), (_, want)) in g.params().into_iter().zip(want_params) {
+        assert_close(&format!("d{name} on {dev} ({mode:?})"), got, want);
+    }
+    true
+}
+
+fn config() -> impl Strategy<Value = UltraMemV2Config> {
+    (
+        (4usize..24, 2usize..20, 4usize..12, 1usize..10),
+        (1usize..3, 1usize..4, 1usize..3, 1usize..12, 1usize..8),
+        (any::<bool>(), any::<bool>(), 0usize..4),
+    )
+        .prop_map(
+            |((d, dk, n, m), (heads, rank, cores, dp, dv_per_core), (tied, shuffle, act))| {
+                let mut cfg =
+                    UltraMemV2Config::new(d, dk, n, m.min(n * n), dp, dv_per_core * cores);
+                cfg.heads = heads;
+                cfg.rank = rank;
+                cfg.cores = cores;
+                cfg.shuffle = shuffle;
+                cfg.query_mode = if tied {
+                    QueryMode::Tied
+                } else {
+                    QueryMode::PerRank
+                };
+                cfg.activation = [
+                    Activation::Identity,
+                    Activation::Relu,
+                    Activation::Gelu,
+                    Activation::Silu,
+                ][act];
+                cfg
+            },
+        )
+}
+
+fn run_case(dev: &Device, cfg: &UltraMemV2Config, tokens: usize, seed: u64) -> bool {
+    let (p, _) = init_params(cfg, InitScheme::ReleasedCode, seed).unwrap();
+    // Values of unit scale, so the outputs are not dominated by rounding of tiny numbers.
+    let p = UltraMemV2Params {
+        down: normals(seed + 1, p.down.len(), 1.0),
+        up: normals(seed + 2, p.up.len(), 1.0),
+        ..p
+    };
+    let mode = if seed.is_multiple_of(2) {
+        BackwardMode::Deterministic
+    } else {
+        BackwardMode::Atomic
+    };
+    check(dev, cfg, &p, tokens, mode)
+}
+
+/// Random configs (odd sizes, 1–2 heads and cores, ranks 1–3, tied or per-rank queries, every
+/// activation, with and without a shuffle, T = 0 included) on `dev`. At most a quarter of the
+/// cases may end at the selection check because of a near-tie at the cut.
+fn random_cases(dev: &Device) {
+    let mut runner = TestRunner::new(crate::common::cases(24));
+    let (total, compared) = (Cell::new(0usize), Cell::new(0usize));
+    runner
+        .run(&(config(), 0usize..6, 0u64..1000), |(cfg, tokens, seed)| {
+            total.set(total.get() + 1);
+            if run_case(dev, &cfg, tokens, seed) {
+                compared.set(compared.get() + 1);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let (total, compared) = (total.get(), compared.get());
+    eprintln!("layer on {dev}: {compared} of {total} random cases compared end to end");
+    assert!(
+        compared * 4 >= total * 3,
+        "only {compared} of {total} cases were free of near-ties at the cut"
+    );
+}
+
+#[test]
+fn layer_matches_reference_on_cpu() {
+    random_cases(&Device::cpu());
+}
+
+#[test]
+fn layer_matches_reference_on_wgpu() {
+    if let Some(dev) = wgpu() {
+        random_cases(dev);
+    }
+}
+
+#[test]
+fn layer_matches_reference_on_cuda() {
+    if let Some(dev) = cuda() {
+        random_cases(dev);
+    }
+}
+
+/// UltraMemV2-1B/7B scaled down by 8 in width and sub-keys (D 256, Dk 64, n 66, m = K1 = 16,
+/// Dp 48, Dv 96, R = Cn = 2, H = 1), so the paper's structure runs on lavapipe in seconds.
+fn scaled_1b_7b() -> UltraMemV2Config {
+    UltraMemV2Config::new(256, 64, 66, 16, 48, 96)
+}
+
+fn check_scaled(dev: &Device) {
+    let cfg = scaled_1b_7b();
+    let (p, _) = init_params(&cfg, InitScheme::ReleasedCode, 5).unwrap();
+    for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
+        assert!(
+            check(dev, &cfg, &p, 8, mode),
+            "a near-tie at the cut in the fixed scaled 1B/7B case: pick another seed"
         );
     }
 }
 
 #[test]
-fn layer_with_sparse_ops_on_wgpu_matches_reference_layer() {
+fn layer_matches_reference_at_scaled_1b_7b_on_cpu() {
+    check_scaled(&Device::cpu());
+}
+
+#[test]
+fn layer_matches_reference_at_scaled_1b_7b_on_wgpu() {
     if let Some(dev) = wgpu() {
-        check(dev);
+        check_scaled(dev);
     }
 }
 
 #[test]
-fn layer_with_sparse_ops_on_cuda_matches_reference_layer() {
+fn layer_matches_reference_at_scaled_1b_7b_on_cuda() {
     if let Some(dev) = cuda() {
-        check(dev);
+        check_scaled(dev);
+    }
+}
+
+/// 50 steps of plain SGD (lr 0.05) memorising random x → target pairs; the loss must fall at
+/// least 5× (it falls 8.29 → 0.77 here),
+/// and the CPU and wgpu runs must agree step by step (same meaning: both round to f32 between
+/// ops; a selection flip on a near-tie could separate them, so the bound is 1% of the loss).
+fn train(dev: &Device) -> Vec<f64> {
+    let cfg = UltraMemV2Config::new(16, 8, 8, 4, 8, 16);
+    let (tokens, d) = (8usize, cfg.d_model);
+    let (p, _) = init_params(&cfg, InitScheme::ReleasedCode, 3).unwrap();
+    // Unit-scale values: with the code's 0.02 the value path starts at the saddle at zero
+    // (α and the value rows both tiny) and plain SGD barely moves in 50 steps.
+    let mut p = UltraMemV2Params {
+        down: normals(43, p.down.len(), 0.5),
+        up: normals(44, p.up.len(), 0.5),
+        ..p
+    };
+    let x = normals(41, tokens * d, 1.0);
+    let target = normals(42, tokens * d, 0.5);
+    let xt = Tensor::from_slice(dev, &[tokens, d], &x).unwrap();
+    let lr = 0.05f32;
+    let mut losses = Vec::new();
+    for _ in 0..50 {
+        let mut layer = UltraMemV2Layer::new(dev, &cfg, &p).unwrap();
+        layer.refresh_proxy().unwrap();
+        let fwd = layer.forward(&xt).unwrap();
+        let out = fwd.out.to_vec().unwrap();
+        let diff: Vec<f32> = out.iter().zip(&target).map(|(o, t)| o - t).collect();
+        let loss = diff.iter().map(|e| f64::from(e * e)).sum::<f64>() / (2 * tokens) as f64;
+        losses.push(loss);
+        let dout: Vec<f32> = diff.iter().map(|e| e / tokens as f32).collect();
+        let dt = Tensor::from_slice(dev, &[tokens, d], &dout).unwrap();
+        let g = layer
+            .backward(&xt, &fwd.cache, &dt, BackwardMode::Deterministic)
+            .unwrap()
+            .to_host()
+            .unwrap();
+        p = layer.params().unwrap();
+        let step =
+            |w: &mut Vec<f32>, g: &[f32]| w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g);
+        step(&mut p.w_q, &g.w_q);
+        step(&mut p.gamma_q, &g.gamma_q);
+        step(&mut p.keys, &g.keys);
+        step(&mut p.gamma_k, &g.gamma_k);
+        step(&mut p.cores, &g.cores);
+        step(&mut p.w_pre, &g.w_pre);
+        step(&mut p.down, &g.down);
+        step(&mut p.up, &g.up);
+        step(&mut p.w_out, &g.w_out);
+    }
+    losses
+}
+
+#[test]
+fn layer_training_loss_falls_the_same_on_cpu_and_wgpu() {
+    let cpu = train(&Device::cpu());
+    let (first, last) = (cpu[0], cpu[cpu.len() - 1]);
+    eprintln!("layer SGD on cpu: loss {first:.5} -> {last:.5} in 50 steps");
+    assert!(last * 5.0 <= first, "the loss fell only {first} -> {last}");
+    if let Some(dev) = wgpu() {
+        let gpu = train(dev);
+        eprintln!(
+            "layer SGD on {dev}: loss {:.5} -> {:.5}",
+            gpu[0],
+            gpu[gpu.len() - 1]
+        );
+        for (step, (a, b)) in cpu.iter().zip(&gpu).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-2 * a.abs(),
+                "step {step}: cpu loss {a}, wgpu loss {b}"
+            );
+        }
     }
 }

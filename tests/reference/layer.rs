@@ -1,11 +1,11 @@
-//! The layer's host helpers and its CPU forward: `(u, v)`, initialisation, composition, `T = 0`.
+//! The layer's host helpers and its CPU forward: `(u, v)`, initialisation, the layer on the
+//! CPU device, `T = 0`.
 
 use crate::common::{f64s, normals, normals_f32, Tolerance};
 use proptest::prelude::*;
-use ultramem::layer::compose::forward_with_ops;
 use ultramem::layer::init::{init_params, paper_value_std, InitScheme};
 use ultramem::layer::tucker_proxy::tucker_proxy;
-use ultramem::layer::UltraMemV2Config;
+use ultramem::layer::{UltraMemV2Config, UltraMemV2Layer};
 use ultramem::reference::ultramem_v2_layer;
 use ultramem::rng::SplitMix64;
 use ultramem::Device;
@@ -116,14 +116,15 @@ fn released_code_init_uses_its_fixed_stds() {
 }
 
 #[test]
-fn layer_composed_from_public_ops_matches_the_reference_layer() {
+fn layer_on_the_cpu_device_matches_the_reference_layer() {
     let mut cfg = moderate_config();
     cfg.heads = 2;
     let (p, _) = init_params(&cfg, InitScheme::ReleasedCode, 5).unwrap();
     let x = normals_f32(&mut SplitMix64::new(6), 9 * cfg.d_model);
-    let got = forward_with_ops(&Device::cpu(), &Device::cpu(), &cfg, &p, &x)
-        .unwrap()
-        .out;
+    let dev = Device::cpu();
+    let layer = UltraMemV2Layer::new(&dev, &cfg, &p).unwrap();
+    let xt = ultramem::Tensor::from_slice(&dev, &[9, cfg.d_model], &x).unwrap();
+    let got = layer.forward(&xt).unwrap().out.to_vec().unwrap();
     let want = ultramem_v2_layer::forward(&cfg, &p, &x).unwrap();
     // The op path rounds q, K̂, scores and z to f32 between ops: relative error ~1e-7 per
     // stage, so 1e-5 relative with an absolute floor of 1e-6·max|o| holds unless a selection
@@ -151,10 +152,23 @@ fn layer_with_no_tokens_returns_empty_output_and_zero_gradients() {
     ] {
         assert!(grad.iter().all(|&x| x == 0.0));
     }
-    assert_eq!(
-        forward_with_ops(&Device::cpu(), &Device::cpu(), &cfg, &p, &[])
-            .unwrap()
-            .out,
-        Vec::<f32>::new()
-    );
+    let dev = Device::cpu();
+    let layer = UltraMemV2Layer::new(&dev, &cfg, &p).unwrap();
+    let empty = ultramem::Tensor::<f32>::zeros(&dev, &[0, cfg.d_model]).unwrap();
+    let fwd = layer.forward(&empty).unwrap();
+    assert_eq!(fwd.out.shape(), &[0, cfg.d_model]);
+    let g = layer
+        .backward(
+            &empty,
+            &fwd.cache,
+            &empty,
+            ultramem::BackwardMode::Deterministic,
+        )
+        .unwrap()
+        .to_host()
+        .unwrap();
+    assert!(g.dx.is_empty());
+    for (name, grad) in g.params() {
+        assert!(grad.iter().all(|&x| x == 0.0), "{name}");
+    }
 }
