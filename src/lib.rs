@@ -36,7 +36,8 @@
 //! [`weighted_gather`] (EmbeddingBag-sum with core split), [`peer_ffn`] (per-slot FFN values),
 //! [`moe_ffn`] (the MoE baseline, forward only), and the layer's dense parts [`matmul`] and
 //! [`rmsnorm`]; each with a `_backward` where the spec has one.
-//! The layer: [`layer::UltraMemV2Layer`] (forward and backward on any device),
+//! The layers: [`layer::UltraMemV2Layer`] (forward and backward on any device),
+//! [`layer::product_key`] (PKM and PEER from the same ops),
 //! [`layer::UltraMemV2Config`], [`layer::UltraMemV2Params`], [`layer::init`],
 //! [`layer::tucker_proxy`], and the all-f64 forward/backward it is checked against in
 //! [`reference::ultramem_v2_layer`]. Bytes and FLOPs: [`cost`].

@@ -6,6 +6,7 @@
 //! [`crate::reference::ultramem_v2_layer`].
 
 pub mod init;
+pub mod product_key;
 pub mod tucker_proxy;
 pub mod ultramem_v2_layer;
 

@@ -339,3 +339,183 @@ fn layer_training_loss_falls_the_same_on_cpu_and_wgpu() {
         }
     }
 }
+
+mod product_key {
+    //! PKM and PEER layers ([`ProductKeyLayer`]) on each device against their f64 reference,
+    //! with the same tolerance and near-tie handling as the UltraMemV2 layer above.
+
+    use super::{assert_close, normals};
+    use crate::common::{cuda, wgpu};
+    use proptest::prelude::*;
+    use proptest::test_runner::TestRunner;
+    use std::cell::Cell;
+    use ultramem::layer::product_key::{
+        reference_backward, reference_forward, ProductKeyConfig, ProductKeyKind, ProductKeyLayer,
+        ProductKeyParams,
+    };
+    use ultramem::*;
+
+    /// The f64 additive score of slot `nu` for token `t`, head `h`.
+    fn slot_score(
+        cfg: &ProductKeyConfig,
+        p: &ProductKeyParams,
+        q: &[f64],
+        t: usize,
+        h: usize,
+        nu: u32,
+    ) -> f64 {
+        let (half, n) = (cfg.dk / 2, cfg.n);
+        let qh = &q[(t * cfg.heads + h) * cfg.dk..][..cfg.dk];
+        let sub = |side: usize, key: usize| -> f64 {
+            let k = &p.keys[((h * 2 + side) * n + key) * half..][..half];
+            qh[side * half..(side + 1) * half]
+                .iter()
+                .zip(k)
+                .map(|(a, &b)| a * f64::from(b))
+                .sum()
+        };
+        sub(0, nu as usize / n) + sub(1, nu as usize % n)
+    }
+
+    fn check(
+        dev: &Device,
+        cfg: &ProductKeyConfig,
+        seed: u64,
+        tokens: usize,
+        mode: BackwardMode,
+    ) -> bool {
+        let p = ProductKeyParams::init(cfg, seed).unwrap();
+        let d = cfg.d_model;
+        let x = normals(seed + 5, tokens * d, 1.0);
+        let dout = normals(seed + 6, tokens * d, 1.0);
+        let want = reference_forward(cfg, &p, &x).unwrap();
+        let layer = ProductKeyLayer::new(dev, cfg, &p).unwrap();
+        let xt = Tensor::from_slice(dev, &[tokens, d], &x).unwrap();
+        let got = layer.forward(&xt).unwrap();
+        let idx = got.cache.rows.to_vec().unwrap();
+        if idx != want.idx {
+            let k = cfg.k;
+            for th in 0..tokens * cfg.heads {
+                let (t, h) = (th / cfg.heads, th % cfg.heads);
+                for (a, b) in idx[th * k..(th + 1) * k]
+                    .iter()
+                    .zip(&want.idx[th * k..(th + 1) * k])
+                {
+                    let (sa, sb) = (
+                        slot_score(cfg, &p, &want.q, t, h, *a),
+                        slot_score(cfg, &p, &want.q, t, h, *b),
+                    );
+                    assert!(
+                        (sa - sb).abs() <= 1e-4 * (1.0 + sb.abs()),
+                        "token {t} head {h}: slot {a} scores {sa}, the reference's {b} scores {sb}"
+                    );
+                }
+            }
+            return false;
+        }
+        assert_close(
+            &format!("{:?} out on {dev}", cfg.kind),
+            &got.out.to_vec().unwrap(),
+            &want.out,
+        );
+        let dt = Tensor::from_slice(dev, &[tokens, d], &dout).unwrap();
+        let g = layer.backward(&xt, &got.cache, &dt, mode).unwrap();
+        let w = reference_backward(cfg, &p, &x, &want, &dout).unwrap();
+        let name = format!("{:?} on {dev} ({mode:?})", cfg.kind);
+        assert_close(&format!("{name} dx"), &g.dx.to_vec().unwrap(), &w.dx);
+        assert_close(&format!("{name} dw_q"), &g.w_q.to_vec().unwrap(), &w.w_q);
+        assert_close(&format!("{name} dkeys"), &g.keys.to_vec().unwrap(), &w.keys);
+        assert_close(
+            &format!("{name} dvalues"),
+            &g.values.to_vec().unwrap(),
+            &w.values,
+        );
+        match (&g.down, cfg.kind) {
+            (Some(down), ProductKeyKind::Peer) => {
+                assert_close(&format!("{name} ddown"), &down.to_vec().unwrap(), &w.down)
+            }
+            (None, ProductKeyKind::Pkm) => {}
+            (down, kind) => panic!("{kind:?} layer returned down gradient {down:?}"),
+        }
+        true
+    }
+
+    fn config() -> impl Strategy<Value = ProductKeyConfig> {
+        (
+            any::<bool>(),
+            2usize..24,
+            1usize..4,
+            1usize..10,
+            2usize..12,
+            1usize..8,
+            0usize..3,
+            0usize..4,
+        )
+            .prop_map(|(peer, d, heads, half, n, k, func, act)| {
+                // The additive path needs k ≤ K1 ≤ n; K1 > k (a wider stage 1) in half the cases.
+                let k = k.min(n);
+                let mut cfg = if peer {
+                    ProductKeyConfig::peer(d, heads, 2 * half, n, k)
+                } else {
+                    ProductKeyConfig::pkm(d, heads, 2 * half, n, k)
+                };
+                cfg.k1 = Some((k + func % 2).min(n));
+                cfg.score_fn = [ScoreFn::Softmax, ScoreFn::Relu, ScoreFn::Sigmoid][func];
+                if peer {
+                    cfg.activation = [
+                        Activation::Identity,
+                        Activation::Relu,
+                        Activation::Gelu,
+                        Activation::Silu,
+                    ][act];
+                }
+                cfg
+            })
+    }
+
+    fn random_cases(dev: &Device) {
+        let mut runner = TestRunner::new(crate::common::cases(24));
+        let (total, compared) = (Cell::new(0usize), Cell::new(0usize));
+        runner
+            .run(&(config(), 0usize..6, 0u64..1000), |(cfg, tokens, seed)| {
+                total.set(total.get() + 1);
+                let mode = if seed.is_multiple_of(2) {
+                    BackwardMode::Deterministic
+                } else {
+                    BackwardMode::Atomic
+                };
+                if check(dev, &cfg, seed, tokens, mode) {
+                    compared.set(compared.get() + 1);
+                }
+                Ok(())
+            })
+            .unwrap();
+        let (total, compared) = (total.get(), compared.get());
+        eprintln!(
+            "product-key layers on {dev}: {compared} of {total} random cases compared end to end"
+        );
+        assert!(
+            compared * 4 >= total * 3,
+            "only {compared} of {total} cases were free of near-ties"
+        );
+    }
+
+    #[test]
+    fn product_key_layers_match_reference_on_cpu() {
+        random_cases(&Device::cpu());
+    }
+
+    #[test]
+    fn product_key_layers_match_reference_on_wgpu() {
+        if let Some(dev) = wgpu() {
+            random_cases(dev);
+        }
+    }
+
+    #[test]
+    fn product_key_layers_match_reference_on_cuda() {
+        if let Some(dev) = cuda() {
+            random_cases(dev);
+        }
+    }
+}

@@ -283,3 +283,61 @@ fn ultramem_v2_layer_backward_matches_finite_differences_end_to_end() {
         }
     }
 }
+
+#[test]
+fn product_key_layer_backward_matches_finite_differences_end_to_end() {
+    use ultramem::layer::product_key::{
+        reference_backward, reference_forward, ProductKeyConfig, ProductKeyParams,
+    };
+    type Field = fn(&mut ProductKeyParams<f64, f64>) -> &mut Vec<f64>;
+    let fields: [(&str, Field); 4] = [
+        ("w_q", |p| &mut p.w_q),
+        ("keys", |p| &mut p.keys),
+        ("down", |p| &mut p.down),
+        ("values", |p| &mut p.values),
+    ];
+    for (seed, cfg) in [
+        (71, ProductKeyConfig::pkm(6, 2, 4, 5, 3)),
+        (72, ProductKeyConfig::peer(6, 2, 4, 5, 3)),
+        (73, {
+            let mut c = ProductKeyConfig::peer(5, 1, 6, 4, 4);
+            c.score_fn = ScoreFn::Sigmoid;
+            c.activation = Activation::Silu;
+            c.k1 = Some(4);
+            c
+        }),
+    ] {
+        let mut p = ProductKeyParams::init(&cfg, seed)
+            .unwrap()
+            .cast::<f64, f64>();
+        // Unit-scale parameters give finite differences a clean signal.
+        let mut rng = SplitMix64::new(seed + 1);
+        for v in [&mut p.w_q, &mut p.keys, &mut p.down, &mut p.values] {
+            *v = normals(&mut rng, v.len());
+        }
+        let x = normals(&mut rng, 3 * cfg.d_model);
+        let fwd = reference_forward(&cfg, &p, &x).unwrap();
+        let r = normals(&mut rng, fwd.out.len());
+        let g = reference_backward(&cfg, &p, &x, &fwd, &r).unwrap();
+        let loss = |p: &ProductKeyParams<f64, f64>, x: &[f64]| {
+            let f = reference_forward(&cfg, p, x).unwrap();
+            assert_eq!(
+                f.idx, fwd.idx,
+                "a finite-difference step changed the selection"
+            );
+            dot(&f.out, &r)
+        };
+        let name = format!("{:?} {:?} {:?}", cfg.kind, cfg.score_fn, cfg.activation);
+        check_gradient(&format!("{name} dx"), &x, &g.dx, BOUND, |x| loss(&p, x));
+        let analytic = [&g.w_q, &g.keys, &g.down, &g.values];
+        for ((field_name, field), grad) in fields.iter().zip(analytic) {
+            let mut base = p.clone();
+            let x0 = field(&mut base).clone();
+            check_gradient(&format!("{name} d{field_name}"), &x0, grad, BOUND, |v| {
+                let mut q = p.clone();
+                *field(&mut q) = v.to_vec();
+                loss(&q, &x)
+            });
+        }
+    }
+}
