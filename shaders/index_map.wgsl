@@ -6,7 +6,8 @@
 // π mod N_l + offset (< 2·N_tot) may pass 2^32; it is reduced with one conditional subtraction
 // that watches the carry, so the result is exact for every input the host accepts.
 // Launch: 256 invocations per workgroup, one per index, on a (grid_x, grid_y) grid.
-// Bounds: with a shuffle table, ν >= len lowers its position into status[0] and writes 0.
+// Bounds: with a shuffle table, ν >= len records its position in status[0] and writes 0.
+// A status word holds ~position via atomicMax (the lowest position wins; 0 means no error).
 // Not fused into the top-k kernels: it is one read and one write of 4 bytes per slot.
 
 const WG: u32 = 256u;
@@ -38,7 +39,7 @@ fn index_map_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
     var pi = idx[i];
     if p.shuffle_len != 0u {
         if pi >= p.shuffle_len {
-            atomicMin(&status[0], i);
+            atomicMax(&status[0], ~i);
             out[i] = 0u;
             return;
         }

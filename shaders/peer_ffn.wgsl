@@ -18,7 +18,8 @@
 // Stegun 7.1.26, |error| < 1.5e-7), 3 silu.
 //
 // Launch: workgroups of 128 on a (grid_x, grid_y) grid flattened to wid = wg.x + wg.y·grid_x,
-// one per slot. Bounds: a row >= N is skipped (zeros) and its slot lowered into status[0].
+// one per slot. Bounds: a row >= N is skipped (zeros) and its slot recorded in status[0]
+// as ~slot via atomicMax (the lowest slot wins; 0 means no error).
 // Tables are bound as array<u32>; TABLE_DTYPE (0 f32, 1 f16, 2 bf16) selects the unpacking;
 // 16-bit elements are packed two per word, element 2j in the low half.
 
@@ -185,7 +186,7 @@ fn peer_ffn_alpha(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
             out[slot * p.cores + c] = scores[slot * p.cores + c] * f;
         }
         if !ok {
-            atomicMin(&status[0], slot);
+            atomicMax(&status[0], ~slot);
         }
     }
 }
@@ -223,7 +224,7 @@ fn peer_ffn_backward_slots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
     if lid.x == 0u {
         out[2u * wv_base + slot] = phi_grad(a) * dphi;
         if !ok {
-            atomicMin(&status[0], slot);
+            atomicMax(&status[0], ~slot);
         }
     }
 }

@@ -30,8 +30,9 @@
 //
 // Launch: workgroups of 256 on a (grid_x, grid_y) grid, wid = wg.x + wg.y·grid_x.
 // Bounds: the stage-1 keys are bounded by n; idx in the backward is checked against n² (bad
-// ones are skipped and lowered into status[0]); a non-finite query, proxy or core entry lowers
-// its flat position into status[1], status[2], status[3].
+// ones are skipped and recorded in status[0]); a non-finite query, proxy or core entry records
+// its flat position in status[1], status[2], status[3]. A word holds ~position via atomicMax:
+// the lowest position wins and 0 means no error.
 // POOL (override): workgroup words for the n stage-1 keys or the two selections; the host sizes
 // it per call and checks it against the adapter's workgroup-memory limit.
 
@@ -274,7 +275,7 @@ fn select_best(lid: u32, count: u32, want: u32) {
 }
 
 fn flag(word: u32, position: u32) {
-    atomicMin(&status[word], position);
+    atomicMax(&status[word], ~position);
 }
 
 @compute @workgroup_size(256)

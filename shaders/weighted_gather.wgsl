@@ -16,8 +16,8 @@
 // position.
 //
 // Bounds: every row index is checked against `rows` (N) before the table is read; a bad one is
-// skipped and its slot's flat position lowered into status[0] with atomicMin, which the host
-// turns into Error::IndexOutOfRange. Indices are u32: the host checks that every element index
+// skipped and its slot's flat position recorded in status[0] as ~slot with atomicMax (the lowest
+// slot wins, 0 means none), which the host turns into Error::IndexOutOfRange. Indices are u32: the host checks that every element index
 // fits (the table lives in one storage binding, at most 4 GiB).
 //
 // Tables are bound as array<u32> whatever their dtype; TABLE_DTYPE (0 f32, 1 f16, 2 bf16)
@@ -110,7 +110,7 @@ fn weighted_gather_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
         let r = rows[slot];
         if r >= p.rows {
             if col == 0u {
-                atomicMin(&status[0], slot);
+                atomicMax(&status[0], ~slot);
             }
             continue;
         }
@@ -159,7 +159,7 @@ fn weighted_gather_backward_slots(@builtin(workgroup_id) wg: vec3<u32>, @builtin
         }
     }
     if !ok && lid.x == 0u {
-        atomicMin(&status[0], slot);
+        atomicMax(&status[0], ~slot);
     }
 }
 

@@ -136,17 +136,95 @@ impl Device {
     }
 
     /// Waits until all work submitted to this device has finished (a no-op on the CPU, whose
-    /// ops return finished). Benchmarks call it inside the timed region.
+    /// ops return finished), then reports the first error of any checks still queued by
+    /// [`Device::set_deferred_checks`]. Benchmarks call it inside the timed region.
     ///
     /// # Errors
-    /// The driver's error.
+    /// The driver's error, or the first queued op error.
     pub fn synchronize(&self) -> Result<()> {
         match &self.inner {
             DeviceInner::Cpu => Ok(()),
             #[cfg(feature = "cuda")]
-            DeviceInner::Cuda(d) => crate::gpu::Gpu::synchronize(d.as_ref()),
+            DeviceInner::Cuda(d) => {
+                crate::gpu::Gpu::synchronize(d.as_ref())?;
+                crate::gpu::resolve_deferred(d.as_ref())
+            }
             #[cfg(feature = "wgpu")]
-            DeviceInner::Wgpu(d) => crate::gpu::Gpu::synchronize(d.as_ref()),
+            DeviceInner::Wgpu(d) => {
+                crate::gpu::Gpu::synchronize(d.as_ref())?;
+                crate::gpu::resolve_deferred(d.as_ref())
+            }
+        }
+    }
+
+    /// Chooses when GPU ops report the errors their kernels find (a bad index, a non-finite
+    /// query): at once (the default: each such op reads its status back, one host
+    /// synchronisation per op) or, with `deferred = true`, at the next [`Device::check_errors`]
+    /// or [`Device::synchronize`]. Deferred, a chain of ops (a layer's forward and backward) runs
+    /// with no host synchronisation at all, as asynchronous execution and CUDA graphs need; the
+    /// price is that an op returns `Ok` before its inputs are known to be good, and the outputs
+    /// of a failed op and of the ops after it are unspecified (but every read stays in bounds).
+    /// Shape, dtype and size errors are found on the host and are always immediate. Turning
+    /// deferral off leaves queued checks queued. A no-op on the CPU, whose ops always check at once.
+    pub fn set_deferred_checks(&self, deferred: bool) {
+        match &self.inner {
+            DeviceInner::Cpu => {
+                let _ = deferred;
+            }
+            #[cfg(feature = "cuda")]
+            DeviceInner::Cuda(d) => {
+                crate::gpu::TensorGpu::sync_state(d.as_ref()).set_deferred(deferred)
+            }
+            #[cfg(feature = "wgpu")]
+            DeviceInner::Wgpu(d) => {
+                crate::gpu::TensorGpu::sync_state(d.as_ref()).set_deferred(deferred)
+            }
+        }
+    }
+
+    /// Reads back every check queued since the last call (oldest first; one host
+    /// synchronisation) and returns the first error.
+    ///
+    /// ```
+    /// # use ultramem::*;
+    /// let dev = Device::best();
+    /// dev.set_deferred_checks(true);
+    /// let table = Tensor::from_vec(&dev, &[2, 1], vec![1.0f32, 2.0])?;
+    /// let rows = Tensor::from_vec(&dev, &[1, 1], vec![5u32])?; // past the table's 2 rows
+    /// let w = Tensor::from_vec(&dev, &[1, 1, 1], vec![1.0f32])?;
+    /// let out = weighted_gather(&WeightedGatherArgs { rows: &rows, weights: &w, table: &table });
+    /// if dev.backend() == Backend::Cpu {
+    ///     assert!(out.is_err()); // the CPU checks at once
+    /// } else {
+    ///     assert!(out.is_ok()); // queued ...
+    ///     assert!(matches!(dev.check_errors(), Err(Error::IndexOutOfRange { index: 5, .. })));
+    /// }
+    /// dev.set_deferred_checks(false);
+    /// # Ok::<(), ultramem::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The first queued op error, or the driver's error.
+    pub fn check_errors(&self) -> Result<()> {
+        match &self.inner {
+            DeviceInner::Cpu => Ok(()),
+            #[cfg(feature = "cuda")]
+            DeviceInner::Cuda(d) => crate::gpu::resolve_deferred(d.as_ref()),
+            #[cfg(feature = "wgpu")]
+            DeviceInner::Wgpu(d) => crate::gpu::resolve_deferred(d.as_ref()),
+        }
+    }
+
+    /// How many times the host has waited for this device (reads back to the host and
+    /// [`Device::synchronize`] calls) since it was opened: a diagnostic for code that must not
+    /// synchronise. Always 0 on the CPU.
+    pub fn host_syncs(&self) -> u64 {
+        match &self.inner {
+            DeviceInner::Cpu => 0,
+            #[cfg(feature = "cuda")]
+            DeviceInner::Cuda(d) => crate::gpu::TensorGpu::sync_state(d.as_ref()).host_syncs(),
+            #[cfg(feature = "wgpu")]
+            DeviceInner::Wgpu(d) => crate::gpu::TensorGpu::sync_state(d.as_ref()).host_syncs(),
         }
     }
 

@@ -53,7 +53,8 @@
 //! On a GPU device [`moe_ffn`] (kernels not landed yet) returns [`Error::Unsupported`]. The PTX is tested in CI by the repo's PTX interpreter
 //! (`ptx-interp/`), which runs it through the launch sequences of [`gpu`]. GPU kernels accumulate in f32; every row index is bounds-checked on
 //! the device and reported as [`Error::IndexOutOfRange`], which costs one host synchronisation
-//! per call.
+//! per call unless [`Device::set_deferred_checks`] queues the checks for
+//! [`Device::check_errors`] (then a layer's forward and backward never wait for the device).
 //!
 //! ## Choices where the spec is silent
 //!

@@ -23,7 +23,7 @@ use cudarc::nvrtc::Ptx;
 use crate::device::{Backend, Device, DeviceInner};
 use crate::dtype::Element;
 use crate::error::{Error, Result};
-use crate::gpu::{poisoning, Fill, Gpu, Launch, TensorGpu, POISON_BITS};
+use crate::gpu::{poisoning, Fill, Gpu, Launch, PendingCheck, SyncState, TensorGpu, POISON_BITS};
 use crate::registry::KernelId;
 use crate::tensor::{Storage, Tensor};
 
@@ -35,6 +35,7 @@ pub(crate) struct CudaDevice {
     ordinal: usize,
     modules: Mutex<HashMap<KernelId, Arc<CudaModule>>>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    sync: SyncState<CudaSlice<u8>>,
 }
 
 impl std::fmt::Debug for CudaDevice {
@@ -93,6 +94,7 @@ impl CudaDevice {
             ordinal,
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
+            sync: SyncState::default(),
         })
     }
 
@@ -164,6 +166,7 @@ impl Gpu for CudaDevice {
         if bytes == 0 {
             return Ok(Vec::new());
         }
+        self.sync.count_sync();
         let out = self
             .stream
             .clone_dtoh(&buf.slice(0..bytes))
@@ -245,6 +248,7 @@ impl Gpu for CudaDevice {
     }
 
     fn synchronize(&self) -> Result<()> {
+        self.sync.count_sync();
         self.stream.synchronize().map_err(driver_error)
     }
 
@@ -260,9 +264,26 @@ impl Gpu for CudaDevice {
     fn has_float_atomics(&self) -> bool {
         true
     }
+
+    fn deferring(&self) -> bool {
+        self.sync.deferring()
+    }
+
+    fn defer(&self, check: PendingCheck<CudaSlice<u8>>) -> Result<()> {
+        self.sync.defer(check);
+        Ok(())
+    }
+
+    fn take_deferred(&self) -> Vec<PendingCheck<CudaSlice<u8>>> {
+        self.sync.take()
+    }
 }
 
 impl TensorGpu for CudaDevice {
+    fn sync_state(&self) -> &SyncState<CudaSlice<u8>> {
+        &self.sync
+    }
+
     fn buffer<'t, T: Element>(
         op: &'static str,
         arg: &'static str,

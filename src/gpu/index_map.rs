@@ -61,10 +61,11 @@ pub fn forward<G: Gpu>(
     }
     check_status(
         gpu,
-        &status,
+        status,
         OP,
         "idx",
         idx,
+        d.len,
         d.shuffle_len.unwrap_or(0) as u64,
     )?;
     Ok(out)

@@ -25,8 +25,8 @@ pub mod row_sort;
 pub mod score_fn;
 pub mod weighted_gather;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::device::Backend;
 use crate::dtype::{DType, Element};
@@ -39,7 +39,7 @@ use crate::tensor::Tensor;
 pub enum Fill {
     /// All zero bits (accumulators, gradients of untouched rows).
     Zero,
-    /// Every 32-bit word set to this pattern (the status word's "no error" = `u32::MAX`).
+    /// Every 32-bit word set to this pattern.
     Word(u32),
     /// An output every element of which a kernel must write: poisoned with a NaN when
     /// [`poison_outputs`] is on, else left as the allocator gives it.
@@ -131,10 +131,175 @@ pub trait Gpu: Sized {
 
     /// Whether float atomics are available (the `Atomic` backward mode).
     fn has_float_atomics(&self) -> bool;
+
+    /// Whether ops queue their status checks for [`resolve_deferred`] instead of reading them
+    /// back at once (a backend that never defers keeps the default).
+    fn deferring(&self) -> bool {
+        false
+    }
+
+    /// Queues a check; called only while [`Gpu::deferring`] is true. The default, for a
+    /// backend that never defers, resolves it at once.
+    ///
+    /// # Errors
+    /// The check's error when it is resolved at once.
+    fn defer(&self, check: PendingCheck<Self::Buffer>) -> Result<()> {
+        resolve(
+            self,
+            &check.status,
+            check.words,
+            check.indices.as_ref(),
+            &check.decode,
+        )
+    }
+
+    /// Takes the queued checks, oldest first.
+    fn take_deferred(&self) -> Vec<PendingCheck<Self::Buffer>> {
+        Vec::new()
+    }
 }
 
-/// What the crate's own backends add: tensors over their buffers.
+/// Turns an op's status words (and, where word 0 holds a position into an index buffer, the
+/// index found there) into its error.
+pub type Decode = Box<dyn Fn(&[u32], Option<u32>) -> Result<()> + Send + Sync>;
+
+/// A status check an op queued instead of reading it back (the device defers checks): the
+/// status words, a copy of the index buffer word 0 points into, and how to decode them.
+pub struct PendingCheck<B> {
+    status: B,
+    words: usize,
+    indices: Option<B>,
+    decode: Decode,
+}
+
+/// The position a status word records: kernels store `!position` with an atomic max, so the
+/// lowest position wins and a zeroed word means no error.
+pub(crate) fn recorded(word: u32) -> Option<usize> {
+    (word != 0).then_some(!word as usize)
+}
+
+/// Reports an op's `words` status words: at once, or queued when the device defers checks.
+/// `indices` is the buffer (and its length in bytes) that word 0's position indexes, if any;
+/// a deferred check keeps a device copy of it, so the caller may drop or reuse the original.
+pub(crate) fn report<G: Gpu>(
+    gpu: &G,
+    status: G::Buffer,
+    words: usize,
+    indices: Option<(&G::Buffer, usize)>,
+    decode: Decode,
+) -> Result<()> {
+    if !gpu.deferring() {
+        return resolve(gpu, &status, words, indices.map(|(b, _)| b), &decode);
+    }
+    let indices = match indices {
+        Some((buf, bytes)) => {
+            let mut copy = gpu.alloc(bytes, Fill::Zero)?;
+            if bytes > 0 {
+                gpu.copy(buf, 0, &mut copy, 0, bytes.div_ceil(4) * 4)?;
+            }
+            Some(copy)
+        }
+        None => None,
+    };
+    gpu.defer(PendingCheck {
+        status,
+        words,
+        indices,
+        decode,
+    })
+}
+
+fn resolve<G: Gpu>(
+    gpu: &G,
+    status: &G::Buffer,
+    words: usize,
+    indices: Option<&G::Buffer>,
+    decode: &Decode,
+) -> Result<()> {
+    let bytes = gpu.download(status, words * 4)?;
+    let w: Vec<u32> = bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes(first_word(b)))
+        .collect();
+    let value = match (indices, recorded(w[0])) {
+        (Some(ix), Some(position)) => {
+            let mut one = gpu.alloc(4, Fill::Zero)?;
+            gpu.copy(ix, position * 4, &mut one, 0, 4)?;
+            Some(u32::from_le_bytes(first_word(&gpu.download(&one, 4)?)))
+        }
+        _ => None,
+    };
+    decode(&w, value)
+}
+
+/// A crate backend's check mode, its queued checks and its count of host synchronisations.
+pub(crate) struct SyncState<B> {
+    deferred: AtomicBool,
+    pending: Mutex<Vec<PendingCheck<B>>>,
+    host_syncs: AtomicU64,
+}
+
+impl<B> Default for SyncState<B> {
+    fn default() -> Self {
+        SyncState {
+            deferred: AtomicBool::new(false),
+            pending: Mutex::new(Vec::new()),
+            host_syncs: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<B> SyncState<B> {
+    pub(crate) fn deferring(&self) -> bool {
+        self.deferred.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_deferred(&self, on: bool) {
+        self.deferred.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn defer(&self, check: PendingCheck<B>) {
+        self.queue().push(check);
+    }
+
+    pub(crate) fn take(&self) -> Vec<PendingCheck<B>> {
+        std::mem::take(&mut *self.queue())
+    }
+
+    /// Counts one wait of the host for the device.
+    pub(crate) fn count_sync(&self) {
+        self.host_syncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn host_syncs(&self) -> u64 {
+        self.host_syncs.load(Ordering::Relaxed)
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<PendingCheck<B>>> {
+        // A panic while holding the lock cannot leave the Vec half-updated (push and take are
+        // single operations), so a poisoned lock is still sound to use.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Resolves every queued check, oldest first, and returns the first error (the later ones may
+/// be its consequences, e.g. rows computed from a bad index).
+pub fn resolve_deferred<G: Gpu>(gpu: &G) -> Result<()> {
+    let mut first = Ok(());
+    for c in gpu.take_deferred() {
+        let r = resolve(gpu, &c.status, c.words, c.indices.as_ref(), &c.decode);
+        if first.is_ok() {
+            first = r;
+        }
+    }
+    first
+}
+
+/// What the crate's own backends add: tensors over their buffers, and the check mode.
 pub(crate) trait TensorGpu: Gpu + Send + Sync + 'static {
+    /// The backend's check mode and synchronisation count.
+    fn sync_state(&self) -> &SyncState<Self::Buffer>;
+
     /// The buffer behind a tensor of this backend.
     fn buffer<'t, T: Element>(
         op: &'static str,
@@ -210,36 +375,33 @@ pub(crate) fn table_dtype<G: Gpu>(op: &'static str, dtype: DType) -> Result<u32>
     }
 }
 
-/// A fresh status word (`u32::MAX`: no bad index yet).
+/// A fresh status word (zero: no bad index yet).
 pub(crate) fn status_word<G: Gpu>(gpu: &G) -> Result<G::Buffer> {
-    gpu.alloc(4, Fill::Word(u32::MAX))
+    gpu.alloc(4, Fill::Zero)
 }
 
-/// Turns the status word into [`Error::IndexOutOfRange`] when a kernel lowered it to the flat
-/// position of a bad index, reading that index back from `indices`.
+/// Reports a one-word status as [`Error::IndexOutOfRange`] when a kernel recorded the position
+/// of a bad index there, with the index read from `indices` (`len` u32 entries).
 pub(crate) fn check_status<G: Gpu>(
     gpu: &G,
-    status: &G::Buffer,
+    status: G::Buffer,
     op: &'static str,
     arg: &'static str,
     indices: &G::Buffer,
+    len: usize,
     bound: u64,
 ) -> Result<()> {
-    let word = u32::from_le_bytes(first_word(&gpu.download(status, 4)?));
-    if word == u32::MAX {
-        return Ok(());
-    }
-    let position = word as usize;
-    let mut scratch = gpu.alloc(4, Fill::Zero)?;
-    gpu.copy(indices, position * 4, &mut scratch, 0, 4)?;
-    let index = u32::from_le_bytes(first_word(&gpu.download(&scratch, 4)?));
-    Err(Error::IndexOutOfRange {
-        op,
-        arg,
-        position,
-        index: u64::from(index),
-        bound,
-    })
+    let decode: Decode = Box::new(move |w, index| match recorded(w[0]) {
+        None => Ok(()),
+        Some(position) => Err(Error::IndexOutOfRange {
+            op,
+            arg,
+            position,
+            index: u64::from(index.unwrap_or(u32::MAX)),
+            bound,
+        }),
+    });
+    report(gpu, status, 1, Some((indices, len * 4)), decode)
 }
 
 fn first_word(bytes: &[u8]) -> [u8; 4] {

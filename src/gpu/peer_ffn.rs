@@ -175,7 +175,15 @@ pub fn forward<G: Gpu>(
         status: &status,
     };
     let out = gather.forward(gpu)?;
-    check_status(gpu, &status, OP, "rows", b.rows, u64::from(s.rows))?;
+    check_status(
+        gpu,
+        status,
+        OP,
+        "rows",
+        b.rows,
+        (s.tokens * s.slots) as usize,
+        u64::from(s.rows),
+    )?;
     Ok(out)
 }
 
@@ -268,7 +276,15 @@ pub fn backward<G: Gpu>(
             (dup, ddown)
         }
     };
-    check_status(gpu, &status, OP, "rows", b.rows, u64::from(s.rows))?;
+    check_status(
+        gpu,
+        status,
+        OP,
+        "rows",
+        b.rows,
+        (s.tokens * s.slots) as usize,
+        u64::from(s.rows),
+    )?;
     Ok(PeerGradBuffers {
         dz,
         dscores,

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use super::params::TopkParams;
 use super::weighted_gather::Gather;
-use super::{fits_u32, grid, row_sort, table_dtype, Fill, Gpu, Launch, TensorGpu};
+use super::{
+    fits_u32, grid, recorded, report, row_sort, table_dtype, Decode, Fill, Gpu, Launch, TensorGpu,
+};
 use crate::dtype::{DType, Float};
 use crate::error::{Error, Result};
 use crate::ops::additive_topk::{
@@ -203,63 +205,51 @@ fn launch<G: Gpu>(
     })
 }
 
-/// Turns the four status words into the op's error: a bad index, then a non-finite query,
-/// core, or proxy entry (the reference's order).
+/// Reports the four status words as the op's error: a bad index, then a non-finite query,
+/// core, or proxy entry (the reference's order). `idx` (with its u32 count) is the index
+/// buffer the backward read.
 fn check_status<G: Gpu>(
     gpu: &G,
     s: &TopkShape,
-    status: &G::Buffer,
-    idx: Option<&G::Buffer>,
+    status: G::Buffer,
+    idx: Option<(&G::Buffer, usize)>,
 ) -> Result<()> {
-    let bytes = gpu.download(status, 16)?;
-    let word = |i: usize| {
-        u32::from_le_bytes([
-            bytes[4 * i],
-            bytes[4 * i + 1],
-            bytes[4 * i + 2],
-            bytes[4 * i + 3],
-        ])
-    };
-    let op = s.op();
-    if word(0) != u32::MAX {
-        if let Some(idx) = idx {
-            let position = word(0) as usize;
-            let mut one = gpu.alloc(4, Fill::Zero)?;
-            gpu.copy(idx, position * 4, &mut one, 0, 4)?;
-            let b = gpu.download(&one, 4)?;
+    let (op, rank, bound) = (s.op(), s.rank, (s.n * s.n) as u64);
+    let decode: Decode = Box::new(move |w, index| {
+        if let (Some(position), Some(index)) = (recorded(w[0]), index) {
             return Err(Error::IndexOutOfRange {
                 op,
                 arg: "idx",
                 position,
-                index: u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                bound: (s.n * s.n) as u64,
+                index: u64::from(index),
+                bound,
             });
         }
-    }
-    if word(1) != u32::MAX {
-        return Err(Error::NonFinite {
-            op,
-            arg: "q",
-            position: word(1) as usize,
-        });
-    }
-    if word(3) != u32::MAX {
-        return Err(Error::NonFinite {
-            op,
-            arg: "cores",
-            position: word(3) as usize,
-        });
-    }
-    if word(2) != u32::MAX {
-        let p = word(2) as usize;
-        let (h, side, r) = (p / (2 * s.rank), (p / s.rank) % 2, p % s.rank);
-        return Err(Error::NonFinite {
-            op,
-            arg: if side == 0 { "u" } else { "v" },
-            position: h * s.rank + r,
-        });
-    }
-    Ok(())
+        if let Some(position) = recorded(w[1]) {
+            return Err(Error::NonFinite {
+                op,
+                arg: "q",
+                position,
+            });
+        }
+        if let Some(position) = recorded(w[3]) {
+            return Err(Error::NonFinite {
+                op,
+                arg: "cores",
+                position,
+            });
+        }
+        if let Some(p) = recorded(w[2]) {
+            let (h, side, r) = (p / (2 * rank), (p / rank) % 2, p % rank);
+            return Err(Error::NonFinite {
+                op,
+                arg: if side == 0 { "u" } else { "v" },
+                position: h * rank + r,
+            });
+        }
+        Ok(())
+    });
+    report(gpu, status, 4, idx.map(|(b, len)| (b, len * 4)), decode)
 }
 
 /// The forward on device buffers: new `(idx[T, H, m]` (u32), `score[T, H, m, Cn]` (f32)`)`.
@@ -276,7 +266,7 @@ pub fn forward<G: Gpu>(
     s.check(gpu)?;
     let params = s.params::<G>(dtype)?;
     let th = s.tokens * s.heads;
-    let status = gpu.alloc(16, Fill::Word(u32::MAX))?;
+    let status = gpu.alloc(16, Fill::Zero)?;
     let sel_idx = gpu.alloc(th * 2 * s.k1 * 4, Fill::Output)?;
     let sel_s = gpu.alloc(th * 2 * s.rank * s.k1 * 4, Fill::Output)?;
     let idx = gpu.alloc(th * s.m * 4, Fill::Output)?;
@@ -304,7 +294,7 @@ pub fn forward<G: Gpu>(
         )?;
         launch(gpu, s, dtype, "product_key_topk_grid", params, th, &args)?;
     }
-    check_status(gpu, s, &status, None)?;
+    check_status(gpu, s, status, None)?;
     Ok((idx, score))
 }
 
@@ -326,7 +316,7 @@ pub fn backward<G: Gpu>(
     let th = s.tokens * s.heads;
     let ncore = s.cores * s.rank * s.rank;
     let entries = th * 2 * s.rank * s.m;
-    let status = gpu.alloc(16, Fill::Word(u32::MAX))?;
+    let status = gpu.alloc(16, Fill::Zero)?;
     // Gather entries: rows and weights at [t, h, side, rank, slot]; then the per-slot dcores.
     let rows = gpu.alloc(entries * 4, Fill::Output)?;
     let weights_and_cores = gpu.alloc((entries + th * s.m * ncore) * 4, Fill::Output)?;
@@ -380,7 +370,6 @@ pub fn backward<G: Gpu>(
             &args,
         )?;
     }
-    check_status(gpu, s, &status, Some(idx))?;
     let mut weights = gpu.alloc(entries * 4, Fill::Output)?;
     if entries > 0 {
         gpu.copy(&weights_and_cores, 0, &mut weights, 0, entries * 4)?;
@@ -419,6 +408,9 @@ pub fn backward<G: Gpu>(
         };
         gather.backward_rows(gpu, b.q, order.as_ref())?
     };
+    // Checked last: the gathers above share the status buffer, but their rows come from the
+    // prep kernel, which writes only in-range rows (a bad idx is recorded and skipped there).
+    check_status(gpu, s, status, Some((idx, th * s.m)))?;
     Ok(TopkGradBuffers { dq, dkeys, dcores })
 }
 

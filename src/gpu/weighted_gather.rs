@@ -225,7 +225,15 @@ pub fn forward<G: Gpu>(
 ) -> Result<G::Buffer> {
     let status = status_word(gpu)?;
     let out = gather(gpu, d, table_dtype, b, &status)?.forward(gpu)?;
-    check_status(gpu, &status, OP, "rows", b.rows, d.rows as u64)?;
+    check_status(
+        gpu,
+        status,
+        OP,
+        "rows",
+        b.rows,
+        d.tokens * d.slots,
+        d.rows as u64,
+    )?;
     Ok(out)
 }
 
@@ -259,7 +267,15 @@ pub fn backward<G: Gpu>(
         let dtable = gather.backward_rows(gpu, dout, order.as_ref())?;
         (dw, dtable)
     };
-    check_status(gpu, &status, OP, "rows", b.rows, d.rows as u64)?;
+    check_status(
+        gpu,
+        status,
+        OP,
+        "rows",
+        b.rows,
+        d.tokens * d.slots,
+        d.rows as u64,
+    )?;
     Ok(grads)
 }
 

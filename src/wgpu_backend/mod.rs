@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use crate::device::{Backend, Device, DeviceInner};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::gpu::{poisoning, Fill, Gpu, Launch, TensorGpu, POISON_BITS};
+use crate::gpu::{poisoning, Fill, Gpu, Launch, PendingCheck, SyncState, TensorGpu, POISON_BITS};
 use crate::registry::KernelId;
 use crate::tensor::{Storage, Tensor};
 
@@ -28,6 +28,7 @@ pub(crate) struct WgpuDevice {
     limits: wgpu::Limits,
     modules: Mutex<HashMap<KernelId, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    sync: SyncState<wgpu::Buffer>,
 }
 
 impl std::fmt::Debug for WgpuDevice {
@@ -84,6 +85,7 @@ impl WgpuDevice {
             limits,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            sync: SyncState::default(),
         })
     }
 
@@ -242,6 +244,7 @@ impl Gpu for WgpuDevice {
         if bytes == 0 {
             return Ok(Vec::new());
         }
+        self.sync.count_sync();
         let padded = (bytes.div_ceil(4) * 4) as u64;
         let staging = self.scoped(|| {
             let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -354,6 +357,7 @@ impl Gpu for WgpuDevice {
     }
 
     fn synchronize(&self) -> Result<()> {
+        self.sync.count_sync();
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
@@ -373,9 +377,26 @@ impl Gpu for WgpuDevice {
     fn has_float_atomics(&self) -> bool {
         false
     }
+
+    fn deferring(&self) -> bool {
+        self.sync.deferring()
+    }
+
+    fn defer(&self, check: PendingCheck<wgpu::Buffer>) -> Result<()> {
+        self.sync.defer(check);
+        Ok(())
+    }
+
+    fn take_deferred(&self) -> Vec<PendingCheck<wgpu::Buffer>> {
+        self.sync.take()
+    }
 }
 
 impl TensorGpu for WgpuDevice {
+    fn sync_state(&self) -> &SyncState<wgpu::Buffer> {
+        &self.sync
+    }
+
     fn buffer<'t, T: Element>(
         op: &'static str,
         arg: &'static str,

@@ -3,6 +3,7 @@
 //! a line on stderr, or fails the run when `ULTRAMEM_REQUIRE_WGPU=1` / `ULTRAMEM_REQUIRE_CUDA=1`.
 
 mod common;
+mod deferred;
 mod index_map;
 mod interp;
 mod layer;
