@@ -506,7 +506,8 @@ fn tucker_topk_scaling_bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// The whole UltraMemV2 layer, forward and forward + backward (Deterministic), bf16 tables.
+/// The whole UltraMemV2 layer, forward and forward + backward (Deterministic), bf16 tables;
+/// on a GPU also the forward with deferred checks (no wait until one `synchronize`).
 /// CUDA runs the paper's two layer shapes at T ∈ {1, 64, 4096}; the CPU and wgpu run the 1B/7B
 /// shape scaled down by 8 (D 256, Dk 64, n 66, m = K1 = 16, Dp 48, Dv 96) at T ∈ {1, 64}.
 fn layer_bench(c: &mut Criterion) {
@@ -554,6 +555,24 @@ fn layer_bench(c: &mut Criterion) {
                     BenchmarkId::new(format!("{label}/forward"), format!("T{t}")),
                     |b| b.iter(|| layer.forward(&x).unwrap()),
                 );
+                if dev.backend() != Backend::Cpu {
+                    // The latency a framework sees: every check queued, one wait at the end.
+                    dev.set_deferred_checks(true);
+                    group.bench_function(
+                        BenchmarkId::new(
+                            format!("{label}/forward_deferred_checks"),
+                            format!("T{t}"),
+                        ),
+                        |b| {
+                            b.iter(|| {
+                                let fwd = layer.forward(&x).unwrap();
+                                dev.synchronize().unwrap();
+                                fwd
+                            })
+                        },
+                    );
+                    dev.set_deferred_checks(false);
+                }
                 group.bench_function(
                     BenchmarkId::new(format!("{label}/forward_backward"), format!("T{t}")),
                     |b| {

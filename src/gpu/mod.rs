@@ -216,11 +216,24 @@ fn resolve<G: Gpu>(
     indices: Option<&G::Buffer>,
     decode: &Decode,
 ) -> Result<()> {
-    let bytes = gpu.download(status, words * 4)?;
-    let w: Vec<u32> = bytes
+    let w = words_of(&gpu.download(status, words * 4)?);
+    decode_words(gpu, &w, indices, decode)
+}
+
+fn words_of(bytes: &[u8]) -> Vec<u32> {
+    bytes
         .chunks_exact(4)
         .map(|b| u32::from_le_bytes(first_word(b)))
-        .collect();
+        .collect()
+}
+
+/// Decodes read-back status words, reading the bad index itself when word 0 recorded one.
+fn decode_words<G: Gpu>(
+    gpu: &G,
+    w: &[u32],
+    indices: Option<&G::Buffer>,
+    decode: &Decode,
+) -> Result<()> {
     let value = match (indices, recorded(w[0])) {
         (Some(ix), Some(position)) => {
             let mut one = gpu.alloc(4, Fill::Zero)?;
@@ -229,7 +242,31 @@ fn resolve<G: Gpu>(
         }
         _ => None,
     };
-    decode(&w, value)
+    decode(w, value)
+}
+
+/// Resolves every queued check, oldest first, and returns the first error (the later ones may
+/// be its consequences, e.g. rows computed from a bad index). The status words are gathered on
+/// the device and read back at once: one host synchronisation when nothing went wrong.
+pub fn resolve_deferred<G: Gpu>(gpu: &G) -> Result<()> {
+    let checks = gpu.take_deferred();
+    let total: usize = checks.iter().map(|c| c.words).sum();
+    if total == 0 {
+        return Ok(());
+    }
+    let mut all = gpu.alloc(total * 4, Fill::Zero)?;
+    let mut at = 0;
+    for c in &checks {
+        gpu.copy(&c.status, 0, &mut all, at * 4, c.words * 4)?;
+        at += c.words;
+    }
+    let words = words_of(&gpu.download(&all, total * 4)?);
+    let mut at = 0;
+    for c in &checks {
+        decode_words(gpu, &words[at..at + c.words], c.indices.as_ref(), &c.decode)?;
+        at += c.words;
+    }
+    Ok(())
 }
 
 /// A crate backend's check mode, its queued checks and its count of host synchronisations.
@@ -280,19 +317,6 @@ impl<B> SyncState<B> {
         // single operations), so a poisoned lock is still sound to use.
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// Resolves every queued check, oldest first, and returns the first error (the later ones may
-/// be its consequences, e.g. rows computed from a bad index).
-pub fn resolve_deferred<G: Gpu>(gpu: &G) -> Result<()> {
-    let mut first = Ok(());
-    for c in gpu.take_deferred() {
-        let r = resolve(gpu, &c.status, c.words, c.indices.as_ref(), &c.decode);
-        if first.is_ok() {
-            first = r;
-        }
-    }
-    first
 }
 
 /// What the crate's own backends add: tensors over their buffers, and the check mode.
