@@ -465,6 +465,69 @@ fn rmsnorm_bench(c: &mut Criterion) {
     }
 }
 
+/// The MoE expert FFN (given routing, uniform random experts), bf16 weights: OLMoE-1B/7B's layer
+/// (D 2048, F 1024, 64 experts, top-8) on CUDA, scaled by 8 in width elsewhere.
+fn moe_ffn_bench(c: &mut Criterion) {
+    for dev in devices() {
+        let mut group = c.benchmark_group(format!("moe_ffn/{}", name(&dev)));
+        group.sample_size(10);
+        let ((dm, f, e, k), tokens): ((usize, usize, usize, usize), &[usize]) = match dev.backend()
+        {
+            Backend::Cuda => ((2048, 1024, 64, 8), &[1, 64, 4096]),
+            _ => ((256, 128, 64, 8), &[1, 64]),
+        };
+        let mut rng = SplitMix64::new(13);
+        let mut weights = |len: usize| {
+            let data: Vec<bf16> = rng
+                .normals(len, 0.02)
+                .into_iter()
+                .map(bf16::from_f64)
+                .collect();
+            data
+        };
+        let (w1, w3, w2) = (
+            weights(e * f * dm),
+            weights(e * f * dm),
+            weights(e * dm * f),
+        );
+        let w1 = Tensor::from_vec(&dev, &[e, f, dm], w1).unwrap();
+        let w3 = Tensor::from_vec(&dev, &[e, f, dm], w3).unwrap();
+        let w2 = Tensor::from_vec(&dev, &[e, dm, f], w2).unwrap();
+        for &t in tokens {
+            let ids = random_rows(t, k, e);
+            let distinct = count_distinct(&ids) as f64;
+            let experts = Tensor::from_vec(&dev, &[t, k], ids).unwrap();
+            let gates = Tensor::from_vec(&dev, &[t, k], vec![1.0 / k as f32; t * k]).unwrap();
+            let x = RandomTensors {
+                dev: &dev,
+                rng: SplitMix64::new(14),
+            }
+            .make(&[t, dm]);
+            let args = MoeFfnArgs {
+                x: &x,
+                routing: MoeRouting::Explicit {
+                    experts: &experts,
+                    gates: &gates,
+                },
+                w1: &w1,
+                w3: &w3,
+                w2: &w2,
+            };
+            let cost = args.validate().unwrap().cost(2, distinct);
+            println!(
+                "moe_ffn T={t} D={dm} F={f} E={e} k={k} ({distinct} experts touched) on {dev}: {:.3e} bytes, {:.3e} FLOPs",
+                cost.bytes(),
+                cost.flops
+            );
+            group.throughput(Throughput::Bytes(cost.bytes() as u64));
+            group.bench_with_input(BenchmarkId::new("bf16", format!("T{t}")), &args, |b, a| {
+                b.iter(|| moe_ffn(a).unwrap())
+            });
+        }
+        group.finish();
+    }
+}
+
 /// Adding a kernel file does not compile until this match names its bench.
 fn kernel_benches(c: &mut Criterion) {
     for &id in KernelId::ALL {
@@ -477,6 +540,7 @@ fn kernel_benches(c: &mut Criterion) {
             KernelId::IndexMap => index_map_bench(c),
             KernelId::Matmul => matmul_bench(c),
             KernelId::Rmsnorm => rmsnorm_bench(c),
+            KernelId::MoeFfn => moe_ffn_bench(c),
         }
     }
 }

@@ -47,10 +47,11 @@
 //! | backend | status |
 //! |---|---|
 //! | `cpu` | the reference: every op, forward and backward, f64 accumulation |
-//! | `cuda` (default feature) | hand-written PTX through `cudarc`: every op but [`moe_ffn`], forward and backward, both backward modes |
+//! | `cuda` (default feature) | hand-written PTX through `cudarc`: every op, forward and backward, both backward modes |
 //! | `wgpu` (default feature) | the WGSL twins on any WebGPU adapter; `Atomic` runs `Deterministic` (no float atomics in WGSL) |
 //!
-//! On a GPU device [`moe_ffn`] (kernels not landed yet) returns [`Error::Unsupported`]. The PTX is tested in CI by the repo's PTX interpreter
+//! On a GPU, [`moe_ffn`] with routing from logits routes on the host (one read-back) and runs
+//! the experts on the device. The PTX is tested in CI by the repo's PTX interpreter
 //! (`ptx-interp/`), which runs it through the launch sequences of [`gpu`]. GPU kernels accumulate in f32; every row index is bounds-checked on
 //! the device and reported as [`Error::IndexOutOfRange`], which costs one host synchronisation
 //! per call unless [`Device::set_deferred_checks`] queues the checks for

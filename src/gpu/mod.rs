@@ -17,6 +17,7 @@
 
 pub mod index_map;
 pub mod matmul;
+pub mod moe_ffn;
 pub mod params;
 pub mod peer_ffn;
 pub mod product_key_topk;

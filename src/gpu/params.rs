@@ -150,6 +150,27 @@ pub(crate) struct RmsParams {
     pub pad2: u32,
 }
 
+/// Parameters of the MoE kernels: 48 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub(crate) struct MoeParams {
+    /// `T·k` routed entries.
+    pub entries: u32,
+    pub k: u32,
+    pub d_model: u32,
+    pub ffn: u32,
+    /// `E`: every expert id is checked against it.
+    pub experts: u32,
+    /// Row chunks of 16 per run (`ceil(F/16)` up, `ceil(D/16)` down).
+    pub chunks: u32,
+    pub table_dtype: u32,
+    pub grid_x: u32,
+    pub tokens: u32,
+    pub pad0: u32,
+    pub pad1: u32,
+    pub pad2: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +187,7 @@ mod tests {
                 KernelId::IndexMap => std::mem::size_of::<MapParams>(),
                 KernelId::Matmul => std::mem::size_of::<MatmulParams>(),
                 KernelId::Rmsnorm => std::mem::size_of::<RmsParams>(),
+                KernelId::MoeFfn => std::mem::size_of::<MoeParams>(),
             };
             for &(entry, bytes, _) in id.entries() {
                 assert_eq!(
@@ -184,5 +206,6 @@ mod tests {
         assert_eq!(std::mem::size_of::<TopkParams>() % 16, 0);
         assert_eq!(std::mem::size_of::<MatmulParams>() % 16, 0);
         assert_eq!(std::mem::size_of::<RmsParams>() % 16, 0);
+        assert_eq!(std::mem::size_of::<MoeParams>() % 16, 0);
     }
 }

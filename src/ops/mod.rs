@@ -31,15 +31,6 @@ pub enum BackwardMode {
     Deterministic,
 }
 
-/// The error of an op whose GPU kernels have not landed on this backend yet.
-pub(crate) fn no_kernel(op: &'static str, backend: crate::device::Backend) -> Error {
-    Error::Unsupported {
-        op,
-        backend,
-        reason: "no kernel for this op on this backend yet; run it on Device::cpu()".into(),
-    }
-}
-
 /// The largest value-row count a `u32` index can address.
 pub(crate) const MAX_ROWS: u64 = 1 << 32;
 

@@ -1,5 +1,7 @@
 //! MoE expert FFN with SwiGLU experts and top-k routing: the baseline a memory layer is compared
-//! with (Part II §6). Forward only.
+//! with (Part II §6). Forward only. On a GPU the kernels sort the routed (token, expert) entries
+//! by expert and read each expert's weights about once per call, the way the best decode MoE
+//! kernels do, so the byte comparison with a memory layer is against a strong MoE.
 //!
 //! `out[t] = Σ_{(e, g) routed} g · W2[e] (silu(W1[e] x[t]) ⊙ W3[e] x[t])`. Routing is either given
 //! (expert ids and gates) or computed from router logits: softmax over all `E` experts, the best
@@ -10,7 +12,7 @@ use crate::cost::{expected_distinct, Cost, F32_BYTES, U32_BYTES};
 use crate::device::DeviceInner;
 use crate::dtype::Float;
 use crate::error::Result;
-use crate::ops::{at_most, expect_shape, host, mul, no_kernel, nonzero, to_f32, DeviceCheck};
+use crate::ops::{at_most, expect_shape, host, mul, nonzero, to_f32, DeviceCheck};
 use crate::reference;
 use crate::tensor::Tensor;
 
@@ -229,10 +231,42 @@ pub fn moe_ffn<W: Float>(args: &MoeFfnArgs<'_, W>) -> Result<MoeFfnOutput> {
                 gates: Tensor::from_vec(&device, &routed, to_f32(gates))?,
             })
         }
-        #[allow(
-            unreachable_patterns,
-            reason = "GPU devices exist only with their features"
-        )]
-        _ => Err(no_kernel(OP, device.backend())),
+        #[cfg(feature = "cuda")]
+        DeviceInner::Cuda(d) => gpu_forward(d, args, &dims, &device),
+        #[cfg(feature = "wgpu")]
+        DeviceInner::Wgpu(d) => gpu_forward(d, args, &dims, &device),
     }
+}
+
+/// The GPU path: explicit routing runs entirely on the device; routing from logits is
+/// computed on the host first (one read-back of `[T, E]` logits; the kernels take ids and
+/// gates), which keeps the router's top-k and tie-breaking exactly the reference's.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn gpu_forward<G: crate::gpu::TensorGpu, W: Float>(
+    gpu: &std::sync::Arc<G>,
+    args: &MoeFfnArgs<'_, W>,
+    dims: &MoeFfnDims,
+    device: &crate::device::Device,
+) -> Result<MoeFfnOutput> {
+    let routed = [dims.tokens, dims.k];
+    let (experts, gates) = match args.routing {
+        MoeRouting::Explicit { experts, gates } => (experts.try_clone()?, gates.try_clone()?),
+        MoeRouting::Softmax {
+            logits,
+            renormalize,
+            ..
+        } => {
+            let (e, g) = reference::moe_ffn::route(dims, &logits.to_vec()?, renormalize)?;
+            (
+                Tensor::from_vec(device, &routed, e)?,
+                Tensor::from_vec(device, &routed, to_f32(g))?,
+            )
+        }
+    };
+    let out = crate::gpu::moe_ffn::forward_tensors(gpu, args, dims, &experts, &gates)?;
+    Ok(MoeFfnOutput {
+        out,
+        experts,
+        gates,
+    })
 }

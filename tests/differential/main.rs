@@ -8,6 +8,7 @@ mod index_map;
 mod interp;
 mod layer;
 mod matmul;
+mod moe_ffn;
 mod peer_ffn;
 mod product_key_topk;
 mod ptx;
@@ -61,6 +62,12 @@ fn every_kernel_has_differential_tests() {
                 "rmsnorm::rmsnorm_matches_reference_on_wgpu",
                 "rmsnorm::rmsnorm_matches_reference_on_cuda",
                 "rmsnorm::rmsnorm_matches_reference_in_ptx_interpreter",
+            ],
+            KernelId::MoeFfn => &[
+                "moe_ffn::moe_ffn_matches_reference_on_wgpu",
+                "moe_ffn::moe_ffn_matches_reference_on_cuda",
+                "moe_ffn::moe_ffn_matches_reference_in_ptx_interpreter",
+                "moe_ffn::moe_ffn_matches_reference_at_scaled_olmoe_on_every_device",
             ],
             KernelId::RowSort => &[
                 "row_sort::row_sort_matches_reference_on_wgpu",
