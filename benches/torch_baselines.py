@@ -8,7 +8,13 @@ Rust) next to the criterion benches, at the same shapes, on the same card.
   the criterion group `tucker_topk/cuda`.
 - `layer`: the whole UltraMemV2 layer (projections, RMSNorms, the same selection, PEER values
   with per-core scores, W_out), forward and forward + backward by autograd, bf16 tables, f32
-  everything else. Compare with `ultramem_v2_layer/cuda`.
+  everything else. Compare with `ultramem_v2_layer/cuda` and the `memory_vs_moe` sweep.
+- `moe`: OLMoE-1B/7B's routed experts (64 × SwiGLU F 1024, top-8, bf16), forward, written as
+  eager PyTorch MoE code does it (sort by expert, one matmul chain per touched expert, index_add).
+  Compare with `moe_ffn/cuda` and the sweep's `moe` rows.
+- `embedding_bag`: `torch.nn.functional.embedding_bag` (sum, per-sample weights) forward and
+  forward + backward over a 528² x 768 bf16 table with 128 bags per token, the value read of the
+  memory layer. Compare with `weighted_gather/cuda`.
 
 One line per case:
 
@@ -17,7 +23,7 @@ One line per case:
 Timing: CUDA events around each call after a warm-up, median of `--iters` calls; inputs are
 made once, so only the op is timed, as in the criterion benches.
 
-    python3 benches/torch_baselines.py [topk|layer|all] [--iters 50]          # on the GPU
+    python3 benches/torch_baselines.py [topk|layer|moe|embedding_bag|all] [--iters 50]  # GPU
     python3 benches/torch_baselines.py all --device cpu --max-tokens 64 --small  # smoke test
 """
 import argparse
@@ -26,6 +32,7 @@ import sys
 
 SHAPES = [("227m_1_2b", 360, 192, 32), ("1b_7b", 528, 512, 128)]
 TOKENS = [1, 64, 4096]
+SWEEP = [1, 2, 4, 8, 16, 64, 256, 1024, 4096]
 
 
 def select(q, keys, cores, u, v, k1, m):
@@ -158,6 +165,73 @@ def run_layer(torch, dev, on_cuda, args, gen):
                 )
 
 
+def report(what, label, t, times):
+    print(
+        f"torch_{what} {label} T={t} "
+        f"median_us={statistics.median(times):.1f} min_us={min(times):.1f}"
+    )
+
+
+def run_moe(torch, dev, on_cuda, args, gen):
+    d, f, e, k = (256, 128, 64, 8) if args.small else (2048, 1024, 64, 8)
+    label = "olmoe_scaled_8x" if args.small else "olmoe_1b_7b"
+    w1 = (torch.randn(e, f, d, device=dev, generator=gen) * 0.02).bfloat16()
+    w3 = (torch.randn(e, f, d, device=dev, generator=gen) * 0.02).bfloat16()
+    w2 = (torch.randn(e, d, f, device=dev, generator=gen) * 0.02).bfloat16()
+    for t in [t for t in SWEEP if t <= args.max_tokens]:
+        x = torch.randn(t, d, device=dev, generator=gen).bfloat16()
+        experts = torch.randint(0, e, (t, k), device=dev, generator=gen)
+        gates = torch.full((t, k), 1.0 / k, device=dev, dtype=torch.bfloat16)
+
+        def forward():
+            with torch.no_grad():
+                out = torch.zeros(t, d, device=dev, dtype=torch.bfloat16)
+                flat = experts.flatten()
+                order = torch.argsort(flat, stable=True)
+                counts = torch.bincount(flat, minlength=e).tolist()
+                start = 0
+                for ex, c in enumerate(counts):
+                    if c == 0:
+                        continue
+                    ent = order[start : start + c]
+                    start += c
+                    tok = ent // k
+                    xe = x[tok]
+                    h = torch.nn.functional.silu(xe @ w1[ex].T) * (xe @ w3[ex].T)
+                    y = (h @ w2[ex].T) * gates.flatten()[ent, None]
+                    out.index_add_(0, tok, y)
+                return out
+
+        forward()
+        times = [timed(forward, on_cuda) for _ in range(args.iters)]
+        report("moe_forward", label, t, times)
+
+
+def run_embedding_bag(torch, dev, on_cuda, args, gen):
+    n, dv, bags = (66 * 66, 96, 16) if args.small else (528 * 528, 768, 128)
+    label = "scaled_8x" if args.small else "528sq_x768_bf16"
+    table = (torch.randn(n, dv, device=dev, generator=gen) * 0.02).bfloat16().requires_grad_()
+    for t in [t for t in SWEEP if t <= args.max_tokens]:
+        rows = torch.randint(0, n, (t, bags), device=dev, generator=gen)
+        w = torch.rand(t, bags, device=dev, generator=gen).bfloat16()
+
+        def forward():
+            with torch.no_grad():
+                return torch.nn.functional.embedding_bag(
+                    rows, table, per_sample_weights=w, mode="sum"
+                )
+
+        def forward_backward():
+            table.grad = None
+            out = torch.nn.functional.embedding_bag(rows, table, per_sample_weights=w, mode="sum")
+            out.float().sum().backward()
+
+        for name, fn in [("forward", forward), ("forward_backward", forward_backward)]:
+            fn()
+            times = [timed(fn, on_cuda) for _ in range(args.iters)]
+            report(f"embedding_bag_{name}", label, t, times)
+
+
 def run_topk(torch, dev, on_cuda, args, gen):
     shapes = SHAPES[:1] if args.small else SHAPES
     for label, n, dk, m in shapes:
@@ -181,7 +255,9 @@ def run_topk(torch, dev, on_cuda, args, gen):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", nargs="?", default="all", choices=["topk", "layer", "all"])
+    parser.add_argument(
+        "what", nargs="?", default="all", choices=["topk", "layer", "moe", "embedding_bag", "all"]
+    )
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument(
         "--device", default="cuda", help="cuda (the baseline) or cpu (a smoke test of the script)"
@@ -206,6 +282,10 @@ def main():
         run_topk(torch, dev, on_cuda, args, gen)
     if args.what in ("layer", "all"):
         run_layer(torch, dev, on_cuda, args, gen)
+    if args.what in ("moe", "all"):
+        run_moe(torch, dev, on_cuda, args, gen)
+    if args.what in ("embedding_bag", "all"):
+        run_embedding_bag(torch, dev, on_cuda, args, gen)
     return 0
 
 

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf gpu-bundle && mkdir -p gpu-bundle
 json=$( { cargo test --release --all-features --no-run --message-format=json;
-          cargo bench --all-features --no-run --message-format=json; } 2>/dev/null )
+          cargo bench --all-features --no-run --message-format=json;
+          cargo build --release --all-features --example memory_vs_moe --message-format=json; } 2>/dev/null )
 python3 - "$json" <<'PY'
 import json, shutil, sys
 for line in sys.argv[1].splitlines():
@@ -17,9 +18,9 @@ for line in sys.argv[1].splitlines():
         continue
     exe = msg.get("executable")
     target = msg.get("target", {})
-    if exe and target.get("kind") in (["test"], ["bench"]) and target.get("name") in ("differential", "bad_input", "ops"):
+    if exe and target.get("kind") in (["test"], ["bench"], ["example"]) and target.get("name") in ("differential", "bad_input", "ops", "memory_vs_moe"):
         shutil.copy(exe, f"gpu-bundle/{target['name']}")
         print("bundled", target["name"])
 PY
-cp scripts/gpu-check.sh benches/torch_baselines.py gpu-bundle/
+cp scripts/gpu-check.sh benches/torch_baselines.py benches/ncu_sum.py gpu-bundle/
 ls -la gpu-bundle

@@ -11,8 +11,10 @@
 #  4. the benches on CUDA: multi-GB tables (gather, PEER, row sort, copy bandwidth), the fused
 #     top-k, the dense kernels and the whole layer (forward, forward + backward) at the paper's
 #     shapes;
-#  5. the PyTorch eager baselines of the top-k selection and of the layer at the same shapes
-#     (benches/torch_baselines.py), if PyTorch is there.
+#  5. the memory layer vs MoE sweep (UltraMemV2-1B/7B vs OLMoE-1B/7B, B = 1..4096) with its CSV
+#     and plot, and ncu's DRAM bytes of one step of each at B = 1 and 64 next to the model's;
+#  6. the PyTorch eager baselines (top-k, the UltraMemV2 layer, the MoE layer, embedding_bag)
+#     at the same shapes (benches/torch_baselines.py), if PyTorch is there.
 set -uo pipefail
 bundle="${1:-$(cd "$(dirname "$0")" && pwd)}"
 out="${2:-${OUT:-./gpu-logs}}"
@@ -45,6 +47,21 @@ else
 fi
 step bench env ULTRAMEM_BENCH_SIZE=large ULTRAMEM_BENCH_DEVICES=cuda "$bundle/ops" --bench \
     --warm-up-time 1 --measurement-time 3 --noplot
+step memory-vs-moe "$bundle/memory_vs_moe" --device cuda --out "$out/memory_vs_moe"
+if command -v ncu >/dev/null; then
+    for layer in ultramem_v2 moe; do
+        for b in 1 64; do
+            step "ncu-$layer-B$b" ncu --csv --metrics dram__bytes_read.sum,dram__bytes_write.sum \
+                --clock-control none --log-file "$out/ncu-$layer-B$b.csv" \
+                "$bundle/memory_vs_moe" --device cuda --shape paper --single-step "$layer" --batches "$b"
+            model=$(sed -n 's/.*model bytes \([0-9.e+-]*\).*/\1/p' "$out/ncu-$layer-B$b.log")
+            step "ncu-$layer-B$b-sum" python3 "$bundle/ncu_sum.py" "$out/ncu-$layer-B$b.csv" $model
+        done
+    done
+else
+    echo "== ncu not found: DRAM bytes NOT measured" | tee -a "$out/summary.txt"
+    status=1
+fi
 if python3 -c "import torch" 2>/dev/null; then
     step torch-baselines python3 "$bundle/torch_baselines.py" all
 else

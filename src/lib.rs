@@ -40,7 +40,8 @@
 //! [`layer::product_key`] (PKM and PEER from the same ops),
 //! [`layer::UltraMemV2Config`], [`layer::UltraMemV2Params`], [`layer::init`],
 //! [`layer::tucker_proxy`], and the all-f64 forward/backward it is checked against in
-//! [`reference::ultramem_v2_layer`]. Bytes and FLOPs: [`cost`].
+//! [`reference::ultramem_v2_layer`]. Bytes and FLOPs: [`cost`]; measured against an MoE layer:
+//! [`report`].
 //!
 //! ## Backends
 //!
@@ -90,6 +91,7 @@ pub mod gpu;
 pub mod layer;
 pub mod ops;
 pub mod reference;
+pub mod report;
 pub mod rng;
 mod tensor;
 #[cfg(feature = "wgpu")]
