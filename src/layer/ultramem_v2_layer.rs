@@ -284,9 +284,9 @@ impl<V: Float> UltraMemV2Layer<V> {
     /// `o[T, D]` for `x[T, D]` (on the layer's device), with the cache for the backward.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`], [`Error::DeviceMismatch`], and the errors of the ops (a
-    /// non-finite `x` reaches the queries and is [`Error::NonFinite`]; sizes a GPU kernel does
-    /// not support are [`Error::Unsupported`]).
+    /// [`crate::Error::ShapeMismatch`], [`crate::Error::DeviceMismatch`], and the errors of the ops (a
+    /// non-finite `x` reaches the queries and is [`crate::Error::NonFinite`]; sizes a GPU kernel does
+    /// not support are [`crate::Error::Unsupported`]).
     pub fn forward(&self, x: &Tensor<f32>) -> Result<LayerForward> {
         let tokens = self.check_input("x", x, None)?;
         let cfg = &self.cfg;
@@ -337,8 +337,8 @@ impl<V: Float> UltraMemV2Layer<V> {
     /// deterministic in both modes.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] for `x`, `dout` or a cache from another batch,
-    /// [`Error::DeviceMismatch`], and the errors of the ops.
+    /// [`crate::Error::ShapeMismatch`] for `x`, `dout` or a cache from another batch,
+    /// [`crate::Error::DeviceMismatch`], and the errors of the ops.
     pub fn backward(
         &self,
         x: &Tensor<f32>,
