@@ -189,26 +189,42 @@ fn run_case(dev: &Device, cfg: &UltraMemV2Config, tokens: usize, seed: u64) -> b
     check(dev, cfg, &p, tokens, mode)
 }
 
-/// Random configs (odd sizes, 1–2 heads and cores, ranks 1–3, tied or per-rank queries, every
-/// activation, with and without a shuffle, T = 0 included) on `dev`. At most a quarter of the
-/// cases may end at the selection check because of a near-tie at the cut.
-fn random_cases(dev: &Device) {
+/// Runs `check` on proptest draws of `strategy` (each returns false when a near-tie at the cut
+/// left only the selection compared) and requires at least three quarters of the cases to be
+/// compared end to end.
+fn run_random<S: Strategy>(
+    what: &str,
+    dev: &Device,
+    strategy: S,
+    check: impl Fn(S::Value) -> bool,
+) {
     let mut runner = TestRunner::new(crate::common::cases(24));
     let (total, compared) = (Cell::new(0usize), Cell::new(0usize));
     runner
-        .run(&(config(), 0usize..6, 0u64..1000), |(cfg, tokens, seed)| {
+        .run(&strategy, |v| {
             total.set(total.get() + 1);
-            if run_case(dev, &cfg, tokens, seed) {
+            if check(v) {
                 compared.set(compared.get() + 1);
             }
             Ok(())
         })
         .unwrap();
     let (total, compared) = (total.get(), compared.get());
-    eprintln!("layer on {dev}: {compared} of {total} random cases compared end to end");
+    eprintln!("{what} on {dev}: {compared} of {total} random cases compared end to end");
     assert!(
         compared * 4 >= total * 3,
-        "only {compared} of {total} cases were free of near-ties at the cut"
+        "{what}: only {compared} of {total} cases were free of near-ties at the cut"
+    );
+}
+
+/// Random configs (odd sizes, 1–2 heads and cores, ranks 1–3, tied or per-rank queries, every
+/// activation, with and without a shuffle, T = 0 included) on `dev`.
+fn random_cases(dev: &Device) {
+    run_random(
+        "layer",
+        dev,
+        (config(), 0usize..6, 0u64..1000),
+        |(cfg, tokens, seed)| run_case(dev, &cfg, tokens, seed),
     );
 }
 
@@ -347,8 +363,6 @@ mod product_key {
     use super::{assert_close, normals};
     use crate::common::{cuda, wgpu};
     use proptest::prelude::*;
-    use proptest::test_runner::TestRunner;
-    use std::cell::Cell;
     use ultramem::layer::product_key::{
         reference_backward, reference_forward, ProductKeyConfig, ProductKeyKind, ProductKeyLayer,
         ProductKeyParams,
@@ -474,29 +488,19 @@ mod product_key {
     }
 
     fn random_cases(dev: &Device) {
-        let mut runner = TestRunner::new(crate::common::cases(24));
-        let (total, compared) = (Cell::new(0usize), Cell::new(0usize));
-        runner
-            .run(&(config(), 0usize..6, 0u64..1000), |(cfg, tokens, seed)| {
-                total.set(total.get() + 1);
+        let strategy = (config(), 0usize..6, 0u64..1000);
+        super::run_random(
+            "product-key layers",
+            dev,
+            strategy,
+            |(cfg, tokens, seed)| {
                 let mode = if seed.is_multiple_of(2) {
                     BackwardMode::Deterministic
                 } else {
                     BackwardMode::Atomic
                 };
-                if check(dev, &cfg, seed, tokens, mode) {
-                    compared.set(compared.get() + 1);
-                }
-                Ok(())
-            })
-            .unwrap();
-        let (total, compared) = (total.get(), compared.get());
-        eprintln!(
-            "product-key layers on {dev}: {compared} of {total} random cases compared end to end"
-        );
-        assert!(
-            compared * 4 >= total * 3,
-            "only {compared} of {total} cases were free of near-ties"
+                check(dev, &cfg, seed, tokens, mode)
+            },
         );
     }
 
