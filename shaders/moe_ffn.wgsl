@@ -132,7 +132,7 @@ fn moe_ffn_up(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
     if start >= p.entries {
         return;
     }
-    let end = run_end;
+    let end = workgroupUniformLoad(&run_end);
     let expert = run_expert;
     let lane8 = lid % 8u;
     let f = (wid % p.chunks) * 16u + lid / 8u;
@@ -174,7 +174,7 @@ fn moe_ffn_down(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     if start >= p.entries {
         return;
     }
-    let end = run_end;
+    let end = workgroupUniformLoad(&run_end);
     let expert = run_expert;
     let lane8 = lid % 8u;
     let d = (wid % p.chunks) * 16u + lid / 8u;
