@@ -6,21 +6,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf gpu-bundle && mkdir -p gpu-bundle
-json=$( { cargo test --release --all-features --no-run --message-format=json;
-          cargo bench --all-features --no-run --message-format=json;
-          cargo build --release --all-features --example memory_vs_moe --message-format=json; } 2>/dev/null )
-python3 - "$json" <<'PY'
+# Cargo's JSON messages go through a file: they are too long for one command-line argument.
+messages=$(mktemp)
+trap 'rm -f "$messages"' EXIT
+{ cargo test --release --all-features --no-run --message-format=json;
+  cargo bench --all-features --no-run --message-format=json;
+  cargo build --release --all-features --example memory_vs_moe --message-format=json; } \
+    >"$messages" 2>/dev/null
+python3 - "$messages" <<'PY'
 import json, shutil, sys
-for line in sys.argv[1].splitlines():
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        continue
-    exe = msg.get("executable")
-    target = msg.get("target", {})
-    if exe and target.get("kind") in (["test"], ["bench"], ["example"]) and target.get("name") in ("differential", "bad_input", "ops", "memory_vs_moe"):
-        shutil.copy(exe, f"gpu-bundle/{target['name']}")
-        print("bundled", target["name"])
+wanted = ("differential", "bad_input", "ops", "memory_vs_moe")
+found = set()
+with open(sys.argv[1]) as f:
+    for line in f:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        exe = msg.get("executable")
+        target = msg.get("target", {})
+        if exe and target.get("kind") in (["test"], ["bench"], ["example"]) and target.get("name") in wanted:
+            shutil.copy(exe, f"gpu-bundle/{target['name']}")
+            found.add(target["name"])
+            print("bundled", target["name"])
+missing = set(wanted) - found
+if missing:
+    sys.exit(f"not built: {sorted(missing)}")
 PY
 cp scripts/gpu-check.sh benches/torch_baselines.py benches/ncu_sum.py gpu-bundle/
 ls -la gpu-bundle
