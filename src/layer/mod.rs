@@ -16,9 +16,11 @@ use crate::cost::UltraMemV2Shape;
 use crate::dtype::Float;
 use crate::error::{Error, Result};
 use crate::ops::index_map::IndexMapConfig;
+use crate::ops::matmul::{matmul, MatmulArgs};
 use crate::ops::peer_ffn::{Activation, PeerFfnDims};
 use crate::ops::tucker_topk::{default_k1, TuckerTopkDims};
-use crate::ops::{mul, nonzero};
+use crate::ops::{expect_shape, mul, nonzero, DeviceCheck};
+use crate::tensor::Tensor;
 
 const OP: &str = "UltraMemV2Config";
 
@@ -305,4 +307,39 @@ impl<W: Float, V: Float> UltraMemV2Params<W, V> {
             shuffle: self.shuffle.clone(),
         }
     }
+}
+
+/// `op(a) op(b) (+ addend)`: the three products of a linear layer (`x Wᵀ`, `dY W`, `dYᵀ X`) as
+/// the layers call them.
+pub(crate) fn product(
+    a: &Tensor<f32>,
+    b: &Tensor<f32>,
+    transpose_a: bool,
+    transpose_b: bool,
+    addend: Option<&Tensor<f32>>,
+) -> Result<Tensor<f32>> {
+    matmul(&MatmulArgs {
+        a,
+        b,
+        transpose_a,
+        transpose_b,
+        addend,
+    })
+}
+
+/// Checks a layer activation `[T, D]` (`T` fixed when given) and that it lives on the device of
+/// the layer's `params`; returns `T`.
+pub(crate) fn check_activation(
+    op: &'static str,
+    arg: &'static str,
+    t: &Tensor<f32>,
+    d_model: usize,
+    tokens: Option<usize>,
+    params: &Tensor<f32>,
+) -> Result<usize> {
+    expect_shape(op, arg, t.shape(), &[("T", tokens), ("D", Some(d_model))])?;
+    let mut dev = DeviceCheck::new(op);
+    dev.add("the layer's parameters", params)?;
+    dev.add(arg, t)?;
+    Ok(t.shape()[0])
 }

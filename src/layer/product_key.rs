@@ -34,13 +34,12 @@ use crate::error::{Error, Result};
 use crate::ops::additive_topk::{
     additive_topk, additive_topk_backward, AdditiveTopkArgs, AdditiveTopkDims,
 };
-use crate::ops::matmul::{matmul, MatmulArgs};
 use crate::ops::peer_ffn::{peer_ffn, peer_ffn_backward, Activation, PeerFfnArgs, PeerFfnDims};
 use crate::ops::score_fn::{score_fn, score_fn_backward, ScoreFn, ScoreFnArgs, ScoreFnDims};
 use crate::ops::weighted_gather::{
     weighted_gather, weighted_gather_backward, WeightedGatherArgs, WeightedGatherDims,
 };
-use crate::ops::{expect_shape, BackwardMode, DeviceCheck};
+use crate::ops::{expect_shape, BackwardMode};
 use crate::reference::{self, check_len, dense, widen};
 use crate::rng::SplitMix64;
 use crate::tensor::Tensor;
@@ -498,16 +497,7 @@ impl<V: Float> ProductKeyLayer<V> {
         t: &Tensor<f32>,
         tokens: Option<usize>,
     ) -> Result<usize> {
-        expect_shape(
-            OP,
-            arg,
-            t.shape(),
-            &[("T", tokens), ("D", Some(self.cfg.d_model))],
-        )?;
-        let mut dev = DeviceCheck::new(OP);
-        dev.add("the layer's parameters", &self.w_q)?;
-        dev.add(arg, t)?;
-        Ok(t.shape()[0])
+        super::check_activation(OP, arg, t, self.cfg.d_model, tokens, &self.w_q)
     }
 
     fn topk_args<'a>(&'a self, q: &'a Tensor<f32>) -> AdditiveTopkArgs<'a, f32> {
@@ -537,14 +527,8 @@ impl<V: Float> ProductKeyLayer<V> {
         let tokens = self.check_input("x", x, None)?;
         let cfg = &self.cfg;
         let slots = cfg.heads * cfg.k;
-        let q = matmul(&MatmulArgs {
-            a: x,
-            b: &self.w_q,
-            transpose_a: false,
-            transpose_b: true,
-            addend: None,
-        })?
-        .reshape(&[tokens, cfg.heads, cfg.dk])?;
+        let q = super::product(x, &self.w_q, false, true, None)?
+            .reshape(&[tokens, cfg.heads, cfg.dk])?;
         let top = additive_topk(&self.topk_args(&q))?;
         let weights = score_fn(&ScoreFnArgs {
             score: &top.score,
@@ -646,17 +630,8 @@ impl<V: Float> ProductKeyLayer<V> {
             .reshape(&[tokens, cfg.heads, cfg.k])?;
         let g = additive_topk_backward(&self.topk_args(&cache.q), &idx, &dscore, mode)?;
         let dq = g.dq.reshape(&[tokens, cfg.heads * cfg.dk])?;
-        let product = |a, b, transpose_a, addend| {
-            matmul(&MatmulArgs {
-                a,
-                b,
-                transpose_a,
-                transpose_b: false,
-                addend,
-            })
-        };
-        let w_q = product(&dq, x, true, None)?;
-        let dx = product(&dq, &self.w_q, false, dx_values.as_ref())?;
+        let w_q = super::product(&dq, x, true, false, None)?;
+        let dx = super::product(&dq, &self.w_q, false, false, dx_values.as_ref())?;
         Ok(ProductKeyGrads {
             dx,
             w_q,

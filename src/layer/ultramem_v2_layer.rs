@@ -24,16 +24,15 @@
 //! # Ok::<(), ultramem::Error>(())
 //! ```
 
-use super::{UltraMemV2Config, UltraMemV2Params};
+use super::{product, UltraMemV2Config, UltraMemV2Params};
 use crate::device::Device;
 use crate::dtype::Float;
 use crate::error::Result;
 use crate::ops::index_map::{index_map, IndexMapArgs};
-use crate::ops::matmul::{matmul, MatmulArgs};
 use crate::ops::peer_ffn::{peer_ffn, peer_ffn_backward, PeerFfnArgs};
 use crate::ops::rmsnorm::{rmsnorm, rmsnorm_backward, RmsNormArgs};
 use crate::ops::tucker_topk::{tucker_topk, tucker_topk_backward, TuckerTopkArgs};
-use crate::ops::{expect_shape, BackwardMode, DeviceCheck};
+use crate::ops::{expect_shape, BackwardMode};
 use crate::tensor::Tensor;
 
 const OP: &str = "UltraMemV2Layer";
@@ -114,23 +113,6 @@ pub struct LayerGrads {
     pub up: Tensor<f32>,
     /// `W_out`.
     pub w_out: Tensor<f32>,
-}
-
-/// `a op(b)` or `aᵀ b` with an optional addend: the three products of a linear layer.
-fn product(
-    a: &Tensor<f32>,
-    b: &Tensor<f32>,
-    transpose_a: bool,
-    transpose_b: bool,
-    addend: Option<&Tensor<f32>>,
-) -> Result<Tensor<f32>> {
-    matmul(&MatmulArgs {
-        a,
-        b,
-        transpose_a,
-        transpose_b,
-        addend,
-    })
 }
 
 impl<V: Float> UltraMemV2Layer<V> {
@@ -241,12 +223,7 @@ impl<V: Float> UltraMemV2Layer<V> {
         t: &Tensor<f32>,
         tokens: Option<usize>,
     ) -> Result<usize> {
-        let d = self.cfg.d_model;
-        expect_shape(OP, arg, t.shape(), &[("T", tokens), ("D", Some(d))])?;
-        let mut dev = DeviceCheck::new(OP);
-        dev.add("the layer's parameters", &self.w_q)?;
-        dev.add(arg, t)?;
-        Ok(t.shape()[0])
+        super::check_activation(OP, arg, t, self.cfg.d_model, tokens, &self.w_q)
     }
 
     fn tucker_args<'a>(
