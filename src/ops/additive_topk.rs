@@ -114,10 +114,30 @@ impl<K: Float> AdditiveTopkArgs<'_, K> {
     /// [`crate::Error::ShapeMismatch`], [`crate::Error::DeviceMismatch`] and those of
     /// [`AdditiveTopkDims::check`].
     pub fn validate(&self) -> Result<AdditiveTopkDims> {
-        let qs = self.q.shape();
+        let dims =
+            AdditiveTopkDims::from_shapes(self.q.shape(), self.keys.shape(), self.k, self.k1)?;
+        let mut dev = DeviceCheck::new(OP);
+        dev.add("q", self.q)?;
+        dev.add("keys", self.keys)?;
+        Ok(dims)
+    }
+}
+
+impl AdditiveTopkDims {
+    /// The sizes named by the shapes of `q[T, H, Dk]` and `keys[H, 2, n, Dk/2]` with `k` results
+    /// and stage-1 width `k1` (`None`: `k`), checked; what [`AdditiveTopkArgs::validate`] and the
+    /// C ABI use.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] and those of [`AdditiveTopkDims::check`].
+    pub fn from_shapes(
+        qs: &[usize],
+        ks: &[usize],
+        k: usize,
+        k1: Option<usize>,
+    ) -> Result<AdditiveTopkDims> {
         expect_shape(OP, "q", qs, &[("T", None), ("H", None), ("Dk", None)])?;
         let (tokens, heads, dk) = (qs[0], qs[1], qs[2]);
-        let ks = self.keys.shape();
         expect_shape(
             OP,
             "keys",
@@ -134,13 +154,10 @@ impl<K: Float> AdditiveTopkArgs<'_, K> {
             heads,
             dk,
             n: ks[2],
-            k: self.k,
-            k1: self.k1.unwrap_or(self.k),
+            k,
+            k1: k1.unwrap_or(k),
         };
         dims.check()?;
-        let mut dev = DeviceCheck::new(OP);
-        dev.add("q", self.q)?;
-        dev.add("keys", self.keys)?;
         Ok(dims)
     }
 }

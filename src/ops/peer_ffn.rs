@@ -128,15 +128,41 @@ impl<V: Float> PeerFfnArgs<'_, V> {
     /// [`crate::Error::ShapeMismatch`], [`crate::Error::DeviceMismatch`] and those of
     /// [`PeerFfnDims::check`].
     pub fn validate(&self) -> Result<PeerFfnDims> {
-        let rs = self.rows.shape();
+        let dims = PeerFfnDims::from_shapes(
+            self.rows.shape(),
+            self.scores.shape(),
+            self.z.shape(),
+            self.down.shape(),
+            self.up.shape(),
+        )?;
+        let mut dev = DeviceCheck::new(OP);
+        dev.add("rows", self.rows)?;
+        dev.add("scores", self.scores)?;
+        dev.add("z", self.z)?;
+        dev.add("down", self.down)?;
+        dev.add("up", self.up)?;
+        Ok(dims)
+    }
+}
+
+impl PeerFfnDims {
+    /// The sizes named by the shapes of `rows[T, M]`, `scores[T, M, Cn]`, `z[T, Dp]`,
+    /// `down[N, Dp]` and `up[N, Dv]`, checked; what [`PeerFfnArgs::validate`] and the C ABI use.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] and those of [`PeerFfnDims::check`].
+    pub fn from_shapes(
+        rs: &[usize],
+        ss: &[usize],
+        zs: &[usize],
+        ds: &[usize],
+        us: &[usize],
+    ) -> Result<PeerFfnDims> {
         expect_shape(OP, "rows", rs, &[("T", None), ("M", None)])?;
         let (t, m) = (Some(rs[0]), Some(rs[1]));
-        let ss = self.scores.shape();
         expect_shape(OP, "scores", ss, &[("T", t), ("M", m), ("Cn", None)])?;
-        let ds = self.down.shape();
         expect_shape(OP, "down", ds, &[("N", None), ("Dp", None)])?;
-        expect_shape(OP, "z", self.z.shape(), &[("T", t), ("Dp", Some(ds[1]))])?;
-        let us = self.up.shape();
+        expect_shape(OP, "z", zs, &[("T", t), ("Dp", Some(ds[1]))])?;
         expect_shape(OP, "up", us, &[("N", Some(ds[0])), ("Dv", None)])?;
         let dims = PeerFfnDims {
             tokens: rs[0],
@@ -147,12 +173,6 @@ impl<V: Float> PeerFfnArgs<'_, V> {
             dv: us[1],
         };
         dims.check()?;
-        let mut dev = DeviceCheck::new(OP);
-        dev.add("rows", self.rows)?;
-        dev.add("scores", self.scores)?;
-        dev.add("z", self.z)?;
-        dev.add("down", self.down)?;
-        dev.add("up", self.up)?;
         Ok(dims)
     }
 }

@@ -83,7 +83,18 @@ impl ScoreFnArgs<'_> {
     /// [`crate::Error::ShapeMismatch`] unless the score is rank 3 or 4, and those of
     /// [`ScoreFnDims::check`].
     pub fn validate(&self) -> Result<ScoreFnDims> {
-        let s = self.score.shape();
+        ScoreFnDims::from_shape(self.score.shape())
+    }
+}
+
+impl ScoreFnDims {
+    /// The sizes named by the shape of a score, `[T, H, k]` or `[T, H, k, Cn]`, checked; what
+    /// [`ScoreFnArgs::validate`] and the C ABI use.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] unless the shape has rank 3 or 4, and those of
+    /// [`ScoreFnDims::check`].
+    pub fn from_shape(s: &[usize]) -> Result<ScoreFnDims> {
         let dims = match s.len() {
             3 => ScoreFnDims {
                 tokens: s[0],

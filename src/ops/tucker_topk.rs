@@ -117,7 +117,39 @@ impl<K: Float> TuckerTopkArgs<'_, K> {
     /// [`crate::Error::ShapeMismatch`], [`crate::Error::DeviceMismatch`] and those of
     /// [`TuckerTopkDims::check`].
     pub fn validate(&self) -> Result<TuckerTopkDims> {
-        let qs = self.q.shape();
+        let dims = TuckerTopkDims::from_shapes(
+            [
+                self.q.shape(),
+                self.keys.shape(),
+                self.cores.shape(),
+                self.u.shape(),
+                self.v.shape(),
+            ],
+            self.m,
+            self.k1,
+        )?;
+        let mut dev = DeviceCheck::new(OP);
+        dev.add("q", self.q)?;
+        dev.add("keys", self.keys)?;
+        dev.add("cores", self.cores)?;
+        dev.add("u", self.u)?;
+        dev.add("v", self.v)?;
+        Ok(dims)
+    }
+}
+
+impl TuckerTopkDims {
+    /// The sizes named by the shapes of `[q, keys, cores, u, v]` (as in [`TuckerTopkArgs`]) with
+    /// `m` results and stage-1 width `k1` (`None`: the default), checked; what
+    /// [`TuckerTopkArgs::validate`] and the C ABI use.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] and those of [`TuckerTopkDims::check`].
+    pub fn from_shapes(
+        [qs, ks, cs, us, vs]: [&[usize]; 5],
+        m: usize,
+        k1: Option<usize>,
+    ) -> Result<TuckerTopkDims> {
         expect_shape(
             OP,
             "q",
@@ -131,7 +163,6 @@ impl<K: Float> TuckerTopkArgs<'_, K> {
             ],
         )?;
         let (tokens, heads, rank, dk) = (qs[0], qs[1], qs[3], qs[4]);
-        let ks = self.keys.shape();
         expect_shape(
             OP,
             "keys",
@@ -145,7 +176,6 @@ impl<K: Float> TuckerTopkArgs<'_, K> {
             ],
         )?;
         let n = ks[3];
-        let cs = self.cores.shape();
         expect_shape(
             OP,
             "cores",
@@ -158,8 +188,8 @@ impl<K: Float> TuckerTopkArgs<'_, K> {
             ],
         )?;
         let proxy = [("H", Some(heads)), ("R", Some(rank))];
-        expect_shape(OP, "u", self.u.shape(), &proxy)?;
-        expect_shape(OP, "v", self.v.shape(), &proxy)?;
+        expect_shape(OP, "u", us, &proxy)?;
+        expect_shape(OP, "v", vs, &proxy)?;
         let dims = TuckerTopkDims {
             tokens,
             heads,
@@ -167,16 +197,10 @@ impl<K: Float> TuckerTopkArgs<'_, K> {
             dk,
             n,
             cores: cs[1],
-            k1: self.k1.unwrap_or(default_k1(self.m, n)),
-            m: self.m,
+            k1: k1.unwrap_or(default_k1(m, n)),
+            m,
         };
         dims.check()?;
-        let mut dev = DeviceCheck::new(OP);
-        dev.add("q", self.q)?;
-        dev.add("keys", self.keys)?;
-        dev.add("cores", self.cores)?;
-        dev.add("u", self.u)?;
-        dev.add("v", self.v)?;
         Ok(dims)
     }
 }

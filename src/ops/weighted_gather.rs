@@ -113,16 +113,33 @@ impl<V: Float> WeightedGatherArgs<'_, V> {
     /// [`Error::ShapeMismatch`], [`Error::DeviceMismatch`] and those of
     /// [`WeightedGatherDims::check`].
     pub fn validate(&self) -> Result<WeightedGatherDims> {
-        let rs = self.rows.shape();
+        let dims = WeightedGatherDims::from_shapes(
+            self.rows.shape(),
+            self.weights.shape(),
+            self.table.shape(),
+        )?;
+        let mut dev = DeviceCheck::new(OP);
+        dev.add("rows", self.rows)?;
+        dev.add("weights", self.weights)?;
+        dev.add("table", self.table)?;
+        Ok(dims)
+    }
+}
+
+impl WeightedGatherDims {
+    /// The sizes named by the shapes of `rows[T, M]`, `weights[T, M, Cn]` and `table[N, Dv]`,
+    /// checked; what [`WeightedGatherArgs::validate`] and the C ABI use.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] and those of [`WeightedGatherDims::check`].
+    pub fn from_shapes(rs: &[usize], ws: &[usize], ts: &[usize]) -> Result<WeightedGatherDims> {
         expect_shape(OP, "rows", rs, &[("T", None), ("M", None)])?;
-        let ws = self.weights.shape();
         expect_shape(
             OP,
             "weights",
             ws,
             &[("T", Some(rs[0])), ("M", Some(rs[1])), ("Cn", None)],
         )?;
-        let ts = self.table.shape();
         expect_shape(OP, "table", ts, &[("N", None), ("Dv", None)])?;
         let dims = WeightedGatherDims {
             tokens: rs[0],
@@ -132,10 +149,6 @@ impl<V: Float> WeightedGatherArgs<'_, V> {
             dv: ts[1],
         };
         dims.check()?;
-        let mut dev = DeviceCheck::new(OP);
-        dev.add("rows", self.rows)?;
-        dev.add("weights", self.weights)?;
-        dev.add("table", self.table)?;
         Ok(dims)
     }
 }
