@@ -81,6 +81,12 @@
 //! - **Index limits.** Indices are `u32`: `n <= 65536` so `ν < n²` fits, and tables have at
 //!   most `2^32` rows; element offsets are 64-bit, so `N·Dv` may pass `2^32`.
 
+// The C ABI: `extern "C"` entry points over DLPack tensors. Its `unsafe` (reading the caller's
+// descriptors and memory) is all in `abi/dlpack.rs`, each block with the reason it is sound;
+// `#[no_mangle]` also counts as unsafe code to the lint.
+#[cfg(feature = "abi")]
+#[allow(unsafe_code)]
+pub mod abi;
 pub mod cost;
 #[cfg(feature = "cuda")]
 mod cuda_backend;

@@ -84,7 +84,10 @@ fn check(r: Runner<'_>, d: &ScoreFnDims, f: ScoreFn, x: &[f32], dy: &[f32]) {
             let hi = row.iter().fold(f32::MIN, |a, &b| a.max(b));
             let lo = row.iter().fold(f32::MAX, |a, &b| a.min(b));
             let s = f64::from(hi) - f64::from(lo);
-            std::iter::repeat_n(s.max(f64::from(hi.abs()).max(f64::from(lo.abs()))), row.len())
+            std::iter::repeat_n(
+                s.max(f64::from(hi.abs()).max(f64::from(lo.abs()))),
+                row.len(),
+            )
         })
         .collect();
     let by = |v: &[f64]| -> Vec<f64> {

@@ -1,0 +1,505 @@
+//! DLPack's `DLTensor` (v0.8 / v1.x layout, which did not change) and the checked views the ABI
+//! reads and writes through. Every `unsafe` block of the C ABI is in this file.
+//!
+//! A caller's tensor is read once into a [`View`]: its shape, element type, place, address and
+//! byte length, after checking the descriptor (null pointers, negative sizes, strides that are
+//! not row-major contiguous, an address not aligned to the element, a size that overflows). The
+//! ABI then borrows the memory as a typed slice for the duration of one call. An output is only
+//! borrowed mutably after [`Borrows`] has checked that it overlaps no other tensor of the call,
+//! so no `&mut` slice ever aliases another slice.
+
+use std::ffi::c_void;
+
+use half::{bf16, f16};
+
+use crate::device::Backend;
+use crate::error::{Error, Result};
+
+/// `DLDeviceType::kDLCPU`.
+pub const DL_CPU: i32 = 1;
+/// `DLDeviceType::kDLCUDA`.
+pub const DL_CUDA: i32 = 2;
+/// `DLDeviceType::kDLCUDAHost` (pinned host memory: read like CPU memory).
+pub const DL_CUDA_HOST: i32 = 3;
+
+/// `DLDataTypeCode`: signed integer.
+pub const DL_INT: u8 = 0;
+/// `DLDataTypeCode`: unsigned integer.
+pub const DL_UINT: u8 = 1;
+/// `DLDataTypeCode`: IEEE float.
+pub const DL_FLOAT: u8 = 2;
+/// `DLDataTypeCode`: bfloat16.
+pub const DL_BFLOAT: u8 = 4;
+
+/// DLPack's `DLDevice`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DLDevice {
+    /// `DLDeviceType` (1 CPU, 2 CUDA, 3 CUDA host, …).
+    pub device_type: i32,
+    /// The device ordinal.
+    pub device_id: i32,
+}
+
+/// DLPack's `DLDataType`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DLDataType {
+    /// `DLDataTypeCode` (0 int, 1 uint, 2 float, 4 bfloat).
+    pub code: u8,
+    /// Bits per lane.
+    pub bits: u8,
+    /// Lanes per element; 1 for every tensor this crate accepts.
+    pub lanes: u16,
+}
+
+/// DLPack's `DLTensor`: a borrowed description of a strided tensor.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DLTensor {
+    /// The allocation (device pointer for CUDA tensors); the elements start `byte_offset` later.
+    pub data: *mut c_void,
+    /// Where the memory lives.
+    pub device: DLDevice,
+    /// Number of dimensions.
+    pub ndim: i32,
+    /// Element type.
+    pub dtype: DLDataType,
+    /// `ndim` sizes.
+    pub shape: *const i64,
+    /// `ndim` strides in elements, or null for row-major contiguous.
+    pub strides: *const i64,
+    /// Offset of the first element from `data`, in bytes.
+    pub byte_offset: u64,
+}
+
+/// The element types the ABI takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    /// `int32` indices (negative values are out of range).
+    I32,
+    /// `uint32` indices.
+    U32,
+    /// IEEE half.
+    F16,
+    /// bfloat16.
+    BF16,
+    /// IEEE single.
+    F32,
+    /// IEEE double (the CPU path computes in f64: what `torch.autograd.gradcheck` needs).
+    F64,
+}
+
+impl Elem {
+    fn of(t: DLDataType) -> Option<Elem> {
+        match (t.code, t.bits, t.lanes) {
+            (DL_INT, 32, 1) => Some(Elem::I32),
+            (DL_UINT, 32, 1) => Some(Elem::U32),
+            (DL_FLOAT, 16, 1) => Some(Elem::F16),
+            (DL_BFLOAT, 16, 1) => Some(Elem::BF16),
+            (DL_FLOAT, 32, 1) => Some(Elem::F32),
+            (DL_FLOAT, 64, 1) => Some(Elem::F64),
+            _ => None,
+        }
+    }
+
+    const fn size(self) -> usize {
+        match self {
+            Elem::F16 | Elem::BF16 => 2,
+            Elem::I32 | Elem::U32 | Elem::F32 => 4,
+            Elem::F64 => 8,
+        }
+    }
+
+    fn is_index(self) -> bool {
+        matches!(self, Elem::I32 | Elem::U32)
+    }
+}
+
+fn describe(t: DLDataType) -> String {
+    let kind = match t.code {
+        DL_INT => "int",
+        DL_UINT => "uint",
+        DL_FLOAT => "float",
+        DL_BFLOAT => "bfloat",
+        _ => "type-code-",
+    };
+    if t.lanes == 1 {
+        format!("{kind}{}", t.bits)
+    } else {
+        format!("{kind}{}x{}", t.bits, t.lanes)
+    }
+}
+
+/// Where a tensor's memory lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Host memory (CPU or pinned CUDA host memory).
+    Host,
+    /// CUDA device memory on this ordinal.
+    Cuda(i32),
+}
+
+/// A checked description of one caller tensor (see the module docs).
+#[derive(Clone, Debug)]
+pub struct View {
+    op: &'static str,
+    arg: &'static str,
+    /// The sizes.
+    pub shape: Vec<usize>,
+    /// The element type.
+    pub elem: Elem,
+    /// Where the memory lives.
+    pub place: Place,
+    addr: usize,
+    len: usize,
+}
+
+fn invalid(op: &'static str, arg: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidArgument {
+        op,
+        arg,
+        reason: reason.into(),
+    }
+}
+
+impl View {
+    /// Reads and checks the descriptor at `tensor`.
+    ///
+    /// # Safety
+    /// `tensor` is null or points to a `DLTensor` whose `shape` (and `strides`, when not null)
+    /// point to `ndim` readable `i64`s, all valid for the duration of this call.
+    pub unsafe fn read(
+        op: &'static str,
+        arg: &'static str,
+        tensor: *const DLTensor,
+    ) -> Result<View> {
+        // SAFETY: the caller guarantees `tensor` is null or valid; `as_ref` handles null.
+        let Some(t) = (unsafe { tensor.as_ref() }) else {
+            return Err(invalid(op, arg, "null pointer"));
+        };
+        let ndim =
+            usize::try_from(t.ndim).map_err(|_| invalid(op, arg, format!("ndim {}", t.ndim)))?;
+        if ndim > 0 && t.shape.is_null() {
+            return Err(invalid(op, arg, "null shape pointer"));
+        }
+        let (sizes, strides): (&[i64], Option<&[i64]>) = if ndim == 0 {
+            (&[], None)
+        } else {
+            // SAFETY: `shape` is non-null and, by the caller's contract, points to `ndim` i64s.
+            let sizes = unsafe { std::slice::from_raw_parts(t.shape, ndim) };
+            // SAFETY: likewise for `strides` when it is not null.
+            let strides = (!t.strides.is_null())
+                .then(|| unsafe { std::slice::from_raw_parts(t.strides, ndim) });
+            (sizes, strides)
+        };
+        let mut shape = Vec::with_capacity(ndim);
+        for &s in sizes {
+            shape.push(
+                usize::try_from(s)
+                    .map_err(|_| invalid(op, arg, format!("size {s} in its shape")))?,
+            );
+        }
+        let elem = Elem::of(t.dtype).ok_or_else(|| {
+            invalid(
+                op,
+                arg,
+                format!(
+                    "dtype {}; the ABI takes int32/uint32 indices and float16, bfloat16, float32, float64 values",
+                    describe(t.dtype)
+                ),
+            )
+        })?;
+        let place = match t.device.device_type {
+            DL_CPU | DL_CUDA_HOST => Place::Host,
+            DL_CUDA => Place::Cuda(t.device.device_id),
+            other => {
+                return Err(invalid(
+                    op,
+                    arg,
+                    format!("DLPack device type {other}; the ABI takes CPU and CUDA tensors"),
+                ))
+            }
+        };
+        let numel = shape
+            .iter()
+            .try_fold(1usize, |a, &s| a.checked_mul(s))
+            .ok_or_else(|| Error::SizeOverflow {
+                op,
+                what: format!("`{arg}` with shape {shape:?}"),
+            })?;
+        if let Some(strides) = strides {
+            // Row-major contiguous; a stride of a size-1 dimension is never used, so any is fine.
+            let mut want = 1i64;
+            for (d, (&size, &stride)) in sizes.iter().zip(strides).enumerate().rev() {
+                if size != 1 && stride != want {
+                    return Err(invalid(
+                        op,
+                        arg,
+                        format!(
+                            "not contiguous: stride {stride} in dimension {d} (strides {strides:?}, shape {shape:?}); pass a contiguous tensor"
+                        ),
+                    ));
+                }
+                want = want.saturating_mul(size);
+            }
+        }
+        let len = numel
+            .checked_mul(elem.size())
+            .ok_or_else(|| Error::SizeOverflow {
+                op,
+                what: format!("bytes of `{arg}`"),
+            })?;
+        let addr = (t.data as usize)
+            .checked_add(usize::try_from(t.byte_offset).unwrap_or(usize::MAX))
+            .ok_or_else(|| invalid(op, arg, "data + byte_offset overflows"))?;
+        if len > 0 {
+            if t.data.is_null() {
+                return Err(invalid(op, arg, "null data pointer"));
+            }
+            if addr % elem.size() != 0 {
+                return Err(invalid(
+                    op,
+                    arg,
+                    format!(
+                        "address {addr:#x} not aligned to its {}-byte elements",
+                        elem.size()
+                    ),
+                ));
+            }
+            if addr.checked_add(len).is_none() || len > isize::MAX as usize {
+                return Err(Error::SizeOverflow {
+                    op,
+                    what: format!("the address range of `{arg}`"),
+                });
+            }
+        }
+        Ok(View {
+            op,
+            arg,
+            shape,
+            elem,
+            place,
+            addr,
+            len,
+        })
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> usize {
+        self.len / self.elem.size()
+    }
+
+    /// Errors unless the tensor holds indices.
+    fn expect_index(&self) -> Result<()> {
+        if self.elem.is_index() {
+            Ok(())
+        } else {
+            Err(invalid(
+                self.op,
+                self.arg,
+                format!("dtype {:?}; indices are int32 or uint32", self.elem),
+            ))
+        }
+    }
+
+    fn expect_float(&self) -> Result<()> {
+        if self.elem.is_index() {
+            Err(invalid(
+                self.op,
+                self.arg,
+                format!("dtype {:?}; expected a float dtype", self.elem),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn overlaps(&self, other: &View) -> bool {
+        self.len > 0
+            && other.len > 0
+            && self.addr < other.addr + other.len
+            && other.addr < self.addr + self.len
+    }
+
+    /// An error for a CUDA tensor (see [`super`]: the CUDA path of the ABI is not built yet).
+    pub fn host_only(&self) -> Result<()> {
+        match self.place {
+            Place::Host => Ok(()),
+            Place::Cuda(ordinal) => Err(Error::Unsupported {
+                op: self.op,
+                backend: Backend::Cuda,
+                reason: format!(
+                    "`{}` is a CUDA tensor (device {ordinal}); the C ABI runs host tensors only so far: CUDA tensors through the ABI are not implemented",
+                    self.arg
+                ),
+            }),
+        }
+    }
+}
+
+/// A caller's float elements, borrowed for one call.
+#[derive(Clone, Copy, Debug)]
+pub enum Floats<'a> {
+    /// float16.
+    F16(&'a [f16]),
+    /// bfloat16.
+    BF16(&'a [bf16]),
+    /// float32.
+    F32(&'a [f32]),
+    /// float64.
+    F64(&'a [f64]),
+}
+
+/// Runs `$body` with `$s` bound to the typed slice of a [`Floats`].
+macro_rules! with_floats {
+    ($floats:expr, $s:ident => $body:expr) => {
+        match $floats {
+            $crate::abi::dlpack::Floats::F16($s) => $body,
+            $crate::abi::dlpack::Floats::BF16($s) => $body,
+            $crate::abi::dlpack::Floats::F32($s) => $body,
+            $crate::abi::dlpack::Floats::F64($s) => $body,
+        }
+    };
+}
+pub(crate) use with_floats;
+
+/// The tensors of one call: inputs are borrowed shared, outputs mutably, and an output is only
+/// handed out if it overlaps none of the call's other tensors.
+#[derive(Default)]
+pub struct Borrows {
+    inputs: Vec<View>,
+    outputs: Vec<View>,
+}
+
+impl Borrows {
+    /// Registers an input.
+    pub fn input(&mut self, v: &View) {
+        self.inputs.push(v.clone());
+    }
+
+    /// Borrows an input's indices as `u32` (an `int32` tensor's negative values read as
+    /// `>= 2³¹`, which every op reports as out of range).
+    pub fn indices<'a>(&mut self, v: &'a View) -> Result<&'a [u32]> {
+        v.expect_index()?;
+        v.host_only()?;
+        self.input(v);
+        if v.len == 0 {
+            return Ok(&[]);
+        }
+        // SAFETY: `View::read` checked that the address is non-null, 4-byte aligned and that
+        // `len` bytes from it do not overflow; the caller's contract (see `ultramem.h`) is that
+        // they are readable host memory, live and not written during this call. `i32` and `u32`
+        // have one size and alignment, and every bit pattern is a valid `u32`.
+        Ok(unsafe { std::slice::from_raw_parts(v.addr as *const u32, v.len / 4) })
+    }
+
+    /// Borrows an input's floats.
+    pub fn floats<'a>(&mut self, v: &'a View) -> Result<Floats<'a>> {
+        v.expect_float()?;
+        v.host_only()?;
+        self.input(v);
+        let n = v.numel();
+        if n == 0 {
+            return Ok(Floats::F32(&[]));
+        }
+        let p = v.addr as *const u8;
+        // SAFETY: as in `indices`: `View::read` checked non-null, alignment to the element size
+        // and the byte range; the caller guarantees the memory is readable, live and unwritten
+        // for this call; every bit pattern is a valid value of these types.
+        let floats = unsafe {
+            match v.elem {
+                Elem::F16 => Floats::F16(std::slice::from_raw_parts(p.cast(), n)),
+                Elem::BF16 => Floats::BF16(std::slice::from_raw_parts(p.cast(), n)),
+                Elem::F32 => Floats::F32(std::slice::from_raw_parts(p.cast(), n)),
+                Elem::F64 => Floats::F64(std::slice::from_raw_parts(p.cast(), n)),
+                Elem::I32 | Elem::U32 => unreachable!("expect_float rejected indices"),
+            }
+        };
+        Ok(floats)
+    }
+
+    /// An input's floats widened to f64 (the small operands; exact for every float dtype).
+    pub fn floats_f64(&mut self, v: &View) -> Result<Vec<f64>> {
+        use crate::dtype::Float;
+        Ok(with_floats!(self.floats(v)?, s => s.iter().map(|x| x.to_f64()).collect()))
+    }
+
+    fn claim(&mut self, v: &View) -> Result<()> {
+        v.host_only()?;
+        if let Some(other) = self
+            .inputs
+            .iter()
+            .chain(&self.outputs)
+            .find(|o| v.overlaps(o))
+        {
+            return Err(invalid(
+                v.op,
+                v.arg,
+                format!(
+                    "overlaps `{}` in memory; outputs must not alias any other tensor of the call",
+                    other.arg
+                ),
+            ));
+        }
+        self.outputs.push(v.clone());
+        Ok(())
+    }
+
+    /// Writes `values` to an index output (`int32` or `uint32`), after the checks of `claim`.
+    pub fn write_indices(&mut self, v: &View, values: &[u32]) -> Result<()> {
+        v.expect_index()?;
+        self.expect_len(v, values.len())?;
+        self.claim(v)?;
+        if values.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: as in `indices`, plus: `claim` checked this range overlaps no other tensor of
+        // the call, so this is the only reference to it; the caller guarantees it is writable.
+        let out = unsafe { std::slice::from_raw_parts_mut(v.addr as *mut u32, values.len()) };
+        out.copy_from_slice(values);
+        Ok(())
+    }
+
+    /// Writes `values` (f64) to a float output, rounded to its dtype.
+    pub fn write_floats(&mut self, v: &View, values: &[f64]) -> Result<()> {
+        use crate::dtype::Float;
+        v.expect_float()?;
+        self.expect_len(v, values.len())?;
+        self.claim(v)?;
+        let n = values.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let p = v.addr as *mut u8;
+        // SAFETY: as in `write_indices`: checked, aligned, writable, and exclusive (`claim`).
+        unsafe {
+            match v.elem {
+                Elem::F16 => fill::<f16>(std::slice::from_raw_parts_mut(p.cast(), n), values),
+                Elem::BF16 => fill::<bf16>(std::slice::from_raw_parts_mut(p.cast(), n), values),
+                Elem::F32 => fill::<f32>(std::slice::from_raw_parts_mut(p.cast(), n), values),
+                Elem::F64 => fill::<f64>(std::slice::from_raw_parts_mut(p.cast(), n), values),
+                Elem::I32 | Elem::U32 => unreachable!("expect_float rejected indices"),
+            }
+        }
+        fn fill<T: Float>(out: &mut [T], values: &[f64]) {
+            for (o, &x) in out.iter_mut().zip(values) {
+                *o = T::from_f64(x);
+            }
+        }
+        Ok(())
+    }
+
+    fn expect_len(&self, v: &View, want: usize) -> Result<()> {
+        if v.numel() == want {
+            Ok(())
+        } else {
+            Err(Error::BufferSize {
+                op: v.op,
+                arg: v.arg,
+                expected: want,
+                got: v.numel(),
+            })
+        }
+    }
+}

@@ -1,0 +1,653 @@
+//! The C ABI (cargo feature `abi`, on by default): every op's forward and backward as an
+//! `extern "C"` function over DLPack tensors, for PyTorch, JAX, C and anything else that speaks
+//! DLPack. `include/ultramem.h` declares it; `python/` wraps it as `torch.ops.ultramem.*`.
+//!
+//! # Conventions
+//! - Tensors are DLPack `DLTensor*` ([`dlpack::DLTensor`]), row-major contiguous (null strides
+//!   or the contiguous strides; a size-1 dimension may have any stride), aligned to their
+//!   element. Shapes are those of the Rust API ([`crate::WeightedGatherArgs`] and friends).
+//! - Indices are `int32` or `uint32`; values `float16`, `bfloat16`, `float32` or `float64`, each
+//!   input in any of them (an op's small operands are widened to f64 exactly; tables are read in
+//!   their own dtype). Outputs are allocated by the caller, in any float dtype; the result is
+//!   computed in f64 and rounded once to it. `float64` in and out gives the f64 reference
+//!   itself, which is what `torch.autograd.gradcheck` needs.
+//! - Every output is checked for its shape and for overlapping any other tensor of the call
+//!   (an output that aliases an input is an error, not a silent wrong answer).
+//! - Host tensors (`kDLCPU`, `kDLCUDAHost`) run the CPU reference. CUDA tensors (`kDLCUDA`)
+//!   return [`ULTRAMEM_ERR_UNSUPPORTED`]: the CUDA path of the ABI (the PTX kernels on the
+//!   caller's stream over the caller's memory) is not built yet; the `stream` argument is
+//!   accepted now so the signatures will not change when it is.
+//! - Every function returns a status code ([`ULTRAMEM_OK`] = 0, or an `ULTRAMEM_ERR_*`) and
+//!   never unwinds: a panic inside is caught and reported as [`ULTRAMEM_ERR_INTERNAL`]. The
+//!   message of the last failure on the calling thread is [`ultramem_last_error`].
+//! - Outputs are unspecified after a failure (an output may be partly written).
+
+pub mod dlpack;
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use dlpack::{with_floats, Borrows, DLTensor, Floats, View};
+
+use crate::error::{Error, Result};
+use crate::ops::expect_shape;
+use crate::reference;
+use crate::{
+    Activation, AdditiveTopkDims, IndexMapConfig, IndexMapDims, PeerFfnDims, ScoreFn, ScoreFnDims,
+    TuckerTopkDims, WeightedGatherDims,
+};
+
+/// The version of this ABI; bumped on any change to a signature or a convention.
+pub const ULTRAMEM_ABI_VERSION: i32 = 1;
+
+/// Success.
+pub const ULTRAMEM_OK: i32 = 0;
+/// A tensor's shape, or the sizes they name, are wrong ([`Error::ShapeMismatch`],
+/// [`Error::ZeroSized`], [`Error::BufferSize`], [`Error::SizeOverflow`]).
+pub const ULTRAMEM_ERR_SHAPE: i32 = 1;
+/// A bad argument: a null pointer, a dtype, device, stride or alignment the op does not take,
+/// aliasing outputs, `k` larger than the candidates ([`Error::InvalidArgument`],
+/// [`Error::TooManySelected`], [`Error::DeviceMismatch`]).
+pub const ULTRAMEM_ERR_INVALID_ARGUMENT: i32 = 2;
+/// An index past its table ([`Error::IndexOutOfRange`]).
+pub const ULTRAMEM_ERR_INDEX_OUT_OF_RANGE: i32 = 3;
+/// A NaN or infinity where the op needs finite values ([`Error::NonFinite`]).
+pub const ULTRAMEM_ERR_NON_FINITE: i32 = 4;
+/// Valid, but not supported here: a CUDA tensor (for now), a dtype a backend lacks
+/// ([`Error::Unsupported`], [`Error::UnsupportedDType`], [`Error::BackendNotCompiled`],
+/// [`Error::BackendUnavailable`]).
+pub const ULTRAMEM_ERR_UNSUPPORTED: i32 = 5;
+/// The GPU runtime failed ([`Error::Backend`]).
+pub const ULTRAMEM_ERR_BACKEND: i32 = 6;
+/// A bug in this crate (a caught panic); please report it with the message.
+pub const ULTRAMEM_ERR_INTERNAL: i32 = 7;
+
+fn status_of(e: &Error) -> i32 {
+    match e {
+        Error::ShapeMismatch { .. }
+        | Error::ZeroSized { .. }
+        | Error::BufferSize { .. }
+        | Error::SizeOverflow { .. } => ULTRAMEM_ERR_SHAPE,
+        Error::InvalidArgument { .. }
+        | Error::TooManySelected { .. }
+        | Error::DeviceMismatch { .. } => ULTRAMEM_ERR_INVALID_ARGUMENT,
+        Error::IndexOutOfRange { .. } => ULTRAMEM_ERR_INDEX_OUT_OF_RANGE,
+        Error::NonFinite { .. } => ULTRAMEM_ERR_NON_FINITE,
+        Error::Unsupported { .. }
+        | Error::UnsupportedDType { .. }
+        | Error::BackendNotCompiled { .. }
+        | Error::BackendUnavailable { .. } => ULTRAMEM_ERR_UNSUPPORTED,
+        Error::Backend { .. } => ULTRAMEM_ERR_BACKEND,
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(message: &str) {
+    // A message never holds NUL in practice; if one did, cut it there rather than lose it all.
+    let text = message.split('\0').next().unwrap_or_default();
+    let text = CString::new(text).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = text);
+}
+
+/// Runs one ABI call: its status, with the message kept for [`ultramem_last_error`].
+fn call(body: impl FnOnce() -> Result<()>) -> i32 {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => {
+            set_last_error("");
+            ULTRAMEM_OK
+        }
+        Ok(Err(e)) => {
+            set_last_error(&e.to_string());
+            status_of(&e)
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            set_last_error(&format!(
+                "internal error in ultramem (please report): {what}"
+            ));
+            ULTRAMEM_ERR_INTERNAL
+        }
+    }
+}
+
+/// Reads every descriptor of a call (see [`View::read`] for the contract on each pointer).
+macro_rules! views {
+    ($op:expr; $($name:ident),+ $(,)?) => {
+        $(
+            // SAFETY: the exported function's contract (`ultramem.h`, and its `# Safety`) is
+            // that each tensor pointer is null or a valid `DLTensor` for this call.
+            let $name = unsafe { View::read($op, stringify!($name), $name) }?;
+        )+
+    };
+}
+
+/// Errors unless a caller-allocated tensor has exactly the shape `want`.
+fn check_out(op: &'static str, v: &View, arg: &'static str, want: &[usize]) -> Result<()> {
+    if v.shape == want {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            op,
+            arg,
+            expected: format!("{want:?}"),
+            got: v.shape.clone(),
+        })
+    }
+}
+
+/// `k1` from the C convention: `<= 0` means the op's default.
+fn stage1(k1: i64) -> Option<usize> {
+    usize::try_from(k1).ok().filter(|&k| k > 0)
+}
+
+fn count(op: &'static str, arg: &'static str, v: i64) -> Result<usize> {
+    usize::try_from(v).map_err(|_| Error::InvalidArgument {
+        op,
+        arg,
+        reason: format!("{v}; it must be >= 0"),
+    })
+}
+
+fn activation(op: &'static str, code: i32) -> Result<Activation> {
+    Ok(match code {
+        0 => Activation::Identity,
+        1 => Activation::Relu,
+        2 => Activation::Gelu,
+        3 => Activation::Silu,
+        _ => {
+            return Err(Error::InvalidArgument {
+                op,
+                arg: "activation",
+                reason: format!("code {code}; 0 identity, 1 relu, 2 gelu, 3 silu"),
+            })
+        }
+    })
+}
+
+fn score_function(code: i32) -> Result<ScoreFn> {
+    Ok(match code {
+        0 => ScoreFn::Raw,
+        1 => ScoreFn::Softmax,
+        2 => ScoreFn::Relu,
+        3 => ScoreFn::Sigmoid,
+        _ => {
+            return Err(Error::InvalidArgument {
+                op: "score_fn",
+                arg: "func",
+                reason: format!("code {code}; 0 raw, 1 softmax, 2 relu, 3 sigmoid"),
+            })
+        }
+    })
+}
+
+/// The version of the ABI this library implements ([`ULTRAMEM_ABI_VERSION`]).
+#[no_mangle]
+pub extern "C" fn ultramem_abi_version() -> i32 {
+    ULTRAMEM_ABI_VERSION
+}
+
+/// The message of the last failed call on this thread ("" after a success). The pointer stays
+/// valid until the next ABI call on this thread.
+#[no_mangle]
+pub extern "C" fn ultramem_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// Weighted gather forward: `out[T, Dv]` from `rows[T, M]`, `weights[T, M, Cn]`,
+/// `table[N, Dv]` ([`crate::weighted_gather`]).
+///
+/// # Safety
+/// Each tensor pointer is null or points to a valid `DLTensor` whose memory is valid for the
+/// call (readable for inputs, writable for outputs) and not used by another thread meanwhile.
+#[no_mangle]
+pub unsafe extern "C" fn ultramem_weighted_gather_forward(
+    rows: *const DLTensor,
+    weights: *const DLTensor,
+    table: *const DLTensor,
+    out: *mut DLTensor,
+    _stream: *mut c_void,
+) -> i32 {
+    const OP: &str = "weighted_gather";
+    call(|| {
+        let out = out.cast_const();
+        views!(OP; rows, weights, table, out);
+        let d = WeightedGatherDims::from_shapes(&rows.shape, &weights.shape, &table.shape)?;
+        check_out(OP, &out, "out", &[d.tokens, d.dv])?;
+        let mut b = Borrows::default();
+        let r = b.indices(&rows)?;
+        let w = b.floats_f64(&weights)?;
+        let y = with_floats!(b.floats(&table)?, t => reference::weighted_gather::forward(&d, r, &w, t))?;
+        b.write_floats(&out, &y)
+    })
+}
+
+/// Weighted gather backward: `dweights[T, M, Cn]` and `dtable[N, Dv]` (the whole table,
+/// zero where no slot read) from the forward's inputs and `dout[T, Dv]`.
+///
+/// # Safety
+/// As [`ultramem_weighted_gather_forward`].
+#[no_mangle]
+pub unsafe extern "C" fn ultramem_weighted_gather_backward(
+    rows: *const DLTensor,
+    weights: *const DLTensor,
+    table: *const DLTensor,
+    dout: *const DLTensor,
+    dweights: *mut DLTensor,
+    dtable: *mut DLTensor,
+    _stream: *mut c_void,
+) -> i32 {
+    const OP: &str = "weighted_gather";
+    call(|| {
+        let (dweights, dtable) = (dweights.cast_const(), dtable.cast_const());
+        views!(OP; rows, weights, table, dout, dweights, dtable);
+        let d = WeightedGatherDims::from_shapes(&rows.shape, &weights.shape, &table.shape)?;
+        check_out(OP, &dout, "dout", &[d.tokens, d.dv])?;
+        check_out(OP, &dweights, "dweights", &weights.shape)?;
+        check_out(OP, &dtable, "dtable", &table.shape)?;
+        let mut b = Borrows::default();
+        let r = b.indices(&rows)?;
+        let w = b.floats_f64(&weights)?;
+        let g = b.floats_f64(&dout)?;
+        let (dw, dt) = with_floats!(b.floats(&table)?, t => reference::weighted_gather::backward(&d, r, &w, t, &g))?;
+        b.write_floats(&dweights, &dw)?;
+        b.write_floats(&dtable, &dt)
+    })
+}
+
+/// The PEER value tables of one call: `down` and `up` must share a dtype.
+fn peer_tables<'a>(
+    b: &mut Borrows,
+    down: &'a View,
+    up: &'a View,
+) -> Result<(Floats<'a>, Floats<'a>)> {
+    if down.elem != up.elem {
+        return Err(Error::InvalidArgument {
+            op: "peer_ffn",
+            arg: "up",
+            reason: format!(
+                "dtype {:?} but `down` has {:?}; the tables share one dtype",
+                up.elem, down.elem
+            ),
+        });
+    }
+    Ok((b.floats(down)?, b.floats(up)?))
+}
+
+/// Runs `$body` with `$d` and `$u` bound to two same-typed table slices.
+macro_rules! with_tables {
+    ($pair:expr, ($d:ident, $u:ident) => $body:expr) => {
+        match $pair {
+            (Floats::F16($d), Floats::F16($u)) => $body,
+            (Floats::BF16($d), Floats::BF16($u)) => $body,
+            (Floats::F32($d), Floats::F32($u)) => $body,
+            (Floats::F64($d), Floats::F64($u)) => $body,
+            // Empty tables are typed F32 whatever their dtype; N = 0 is rejected by the dims.
+            _ => Err(Error::InvalidArgument {
+                op: "peer_ffn",
+                arg: "down",
+                reason: "an empty table".into(),
+            }),
+        }
+    };
+}
+
+/// PEER per-slot FFN forward: `out[T, Dv]` from `rows[T, M]`, `scores[T, M, Cn]`, `z[T, Dp]`,
+/// `down[N, Dp]`, `up[N, Dv]` and an activation code (0 identity, 1 relu, 2 gelu, 3 silu)
+/// ([`crate::peer_ffn`]).
+///
+/// # Safety
+/// As [`ultramem_weighted_gather_forward`].
+#[no_mangle]
+pub unsafe extern "C" fn ultramem_peer_ffn_forward(
+    rows: *const DLTensor,
+    scores: *const DLTensor,
+    z: *const DLTensor,
+    down: *const DLTensor,
+    up: *const DLTensor,
+    activation_code: i32,
+    out: *mut DLTensor,
+    _stream: *mut c_void,
+) -> i32 {
+    const OP: &str = "peer_ffn";
+    call(|| {
+        let out = out.cast_const();
+        views!(OP; rows, scores, z, down, up, out);
+        let act = activation(OP, activation_code)?;
+        let d =
+            PeerFfnDims::from_shapes(&rows.shape, &scores.shape, &z.shape, &down.shape, &up.shape)?;
+        check_out(OP, &out, "out", &[d.tokens, d.dv])?;
+        let mut b = Borrows::default();
+        let r = b.indices(&rows)?;
+        let s = b.floats_f64(&scores)?;
+        let zz = b.floats_f64(&z)?;
+        let y = with_tables!(peer_tables(&mut b, &down, &up)?, (dn, upt) => reference::peer_ffn::forward(&d, act, r, &s, &zz, dn, upt))?;
+        b.write_floats(&out, &y)
+    })
+}
+
+/// PEER per-slot FFN backward: `dz[T, Dp]`, `dscores[T, M, Cn]`, `ddown[N, Dp]`, `dup[N, Dv]`
+/// from the forward's inputs and `dout[T, Dv]`.
+///
+/// # Safety
+/// As [`ultramem_weighted_gather_forward`].
+#[no_mangle]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one pointer per tensor of the op"
+)]
+pub unsafe extern "C" fn ultramem_peer_ffn_backward(
+    rows: *const DLTensor,
+    scores: *const DLTensor,
+    z: *const DLTensor,
+    down: *const DLTensor,
+    up: *const DLTensor,
+    activation_code: i32,
+    dout: *const DLTensor,
+    dz: *mut DLTensor,
+    dscores: *mut DLTensor,
+    ddown: *mut DLTensor,
+    dup: *mut DLTensor,
+    _stream: *mut c_void,
+) -> i32 {
+    const OP: &str = "peer_ffn";
+    call(|| {
+        let (dz, dscores, ddown, dup) = (
+            dz.cast_const(),
+            dscores.cast_const(),
+            ddown.cast_const(),
+            dup.cast_const(),
+        );
+        views!(OP; rows, scores, z, down, up, dout, dz, dscores, ddown, dup);
+        let act = activation(OP, activation_code)?;
+        let d =
+            PeerFfnDims::from_shapes(&rows.shape, &scores.shape, &z.shape, &down.shape, &up.shape)?;
+        check_out(OP, &dout, "dout", &[d.tokens, d.dv])?;
+        check_out(OP, &dz, "dz", &z.shape)?;
+        check_out(OP, &dscores, "dscores", &scores.shape)?;
+        check_out(OP, &ddown, "ddown", &down.shape)?;
+        check_out(OP, &dup, "dup", &up.shape)?;
+        let mut b = Borrows::default();
+        let r = b.indices(&rows)?;
+        let s = b.floats_f64(&scores)?;
+        let zz = b.floats_f64(&z)?;
+        let g = b.floats_f64(&dout)?;
+        let grads = with_tables!(peer_tables(&mut b, &down, &up)?, (dn, upt) => reference::peer_ffn::backward(&d, act, r, &s, &zz, dn, upt, &g))?;
+        b.write_floats(&dz, &grads.dz)?;
+        b.write_floats(&dscores, &grads.dscores)?;
+        b.write_floats(&ddown, &grads.ddown)?;
+        b.write_floats(&dup, &grads.dup)
+    })
+}
+
+/// Additive product-key top-k forward: `idx[T, H, k]` (int32/uint32, flat `i·n + j`, best
+/// first) and `score[T, H, k]` from `q[T, H, Dk]` and `keys[H, 2, n, Dk/2]`; `k1 <= 0` means
+/// `k1 = k` ([`crate::additive_topk`]).
+///
+/// # Safety
+/// As [`ultramem_weighted_gather_forward`].
+#[no_mangle]
+pub unsafe extern "C" fn ultramem_additive_topk_forward(
+    q: *const DLTensor,
+    keys: *const DLTensor,
+    k: i64,
+    k1: i64,
+    idx: *mut DLTensor,
+    score: *mut DLTensor,
+    _stream: *mut c_void,
+) -> i32 {
+    const OP: &str = "additive_topk";
+    call(|| {
+        let (idx, score) = (idx.cast_const(), score.cast_const());
+        views!(OP; q, keys, idx, score);
+        let d =
+            AdditiveTopkDims::from_shapes(&q.shape, &keys.shape, count(OP, "k", k)?, stage1(k1))?;
+        let shape = [d.tokens, d.heads, d.k];
+        check_out(OP, &idx, "idx", &shape)?;
+        check_out(OP, &score, "score", &shape)?;
+        let mut b = Borrows::default();
+        let qq = b.floats_f64(&q)?;
+        let (i, s) =
+            with_floats!(b.floats(&keys)?, kk => reference::additive_topk::forward(&d, &qq, kk))?;
+        b.write_indices(&idx, &i)?;
+        b.write_floats(&score, &s)
+    })
+}
+
+/// Additive product-key top-k backward: `dq[T, H, Dk]` and `dkeys[H, 2, n, Dk/2]` from `q`,
+/// `keys`, the forward's `idx[T, H, k]` and `dscore[T, H, k]`.
+///
+/// # Safety
+/// As [`ultramem_weighted_gather_forward`].
+#[no_mangle]
+pub unsafe extern "C" fn ultramem_additive_topk_backward(
+    q: *const DLTensor,
+    keys: *const DLTensor,
+    idx: *const DLTensor,
+    dscore: *const DLTensor,
+    dq: *mut DLTensor,
+    dkeys: *mut DLTensor,
+    _stream: *mut c_void,
+) -> i32 {
+    const OP: &str = "additive_topk";
+    call(|| {
+        let (dq, dkeys) = (dq.cast_const(), dkeys.cast_const());
+        views!(OP; q, keys, idx, dscore, dq, dkeys);
+        // k from idx; a stage-1 width that any forward with this k could have used.
+        let k = idx.shape.get(2).copied().unwrap_or(0);
+        let n = keys.shape.get(2).copied().unwrap_or(0);
+        let d = AdditiveTopkDims::from_shapes(&q.shape, &keys.shape, k, Some(k.min(n).max(1)))?;
+        let shape = [d.tokens, d.heads, d.k];
+        check_out(OP, &idx, "idx", &shape)?;
+        check_out(OP, &dscore, "dscore", &shape)?;
+        check_out(OP, &dq, "dq", &q.shape)?;
+        check_out(OP, &dkeys, "dkeys", &keys.shape)?;
+        let mut b = Borrows::default();
+        let qq = b.floats_f64(&q)?;
+        let i = b.indices(&idx)?;
+        let g = b.floats_f64(&dscore)?;
+        let (gq, gk) = with_floats!(b.floats(&keys)?, kk => reference::additive_topk::backward(&d, &qq, kk, i, &g))?;
+        b.write_floats(&dq, &gq)?;
+        b.write_floats(&dkeys, &gk)
+    })
+}
+
+/// Tucker product-key top-k forward: `idx[T, H, m]` and per-core `score[T, H, m, Cn]` from
+/// `q[T, H, 2, R, Dk]`, `keys[H, 2, R, n, Dk]`, `cores[H, Cn, R, R]` and the proxy
+/// `u[H, R]`, `v[H, R]`; `k1 <= 0` means the default stage-1 width ([`crate::tucker_topk`]).
+///
+/// # Safety
+/// As [`ultramem_weighted_gather_forward`].
+#[no_mangle]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one pointer per tensor of the op"
+)]
+pub unsafe extern "C" fn ultramem_tucker_topk_forward(
+    q: *const DLTensor,
+    keys: *const DLTensor,
+    cores: *const DLTensor,
+    u: *const DLTensor,
+    v: *const DLTensor,
+    m: i64,
+    k1: i64,
+    idx: *mut DLTensor,
+    score: *mut DLTensor,
+    _stream: *mut c_void,
+) -> i32 {
+    const OP: &str = "tucker_topk";
+    call(|| {
+        let (idx, score) = (idx.cast_const(), score.cast_const());
+        views!(OP; q, keys, cores, u, v, idx, score);
+        let shapes = [&q.shape[..], &keys.shape, &cores.shape, &u.shape, &v.shape];
+        let d = TuckerTopkDims::from_shapes(shapes, count(OP, "m", m)?, stage1(k1))?;
+        check_out(OP, &idx, "idx", &[d.tokens, d.heads, d.m])?;
+        check_out(OP, &score, "score", &[d.tokens, d.heads, d.m, d.cores])?;
+        let mut b = Borrows::default();
+        let qq = b.floats_f64(&q)?;
+        let cc = b.floats_f64(&cores)?;
+        let (uu, vv) = (b.floats_f64(&u)?, b.floats_f64(&v)?);
+        let (i, s) = with_floats!(b.floats(&keys)?, kk => reference::tucker_topk::forward(&d, &qq, kk, &cc, &uu, &vv))?;
+        b.write_indices(&idx, &i)?;
+        b.write_floats(&score, &s)
+    })
+}
+
+/// Tucker product-key top-k backward: `dq`, `dkeys`, `dcores` (shapes of `q`, `keys`,
+/// `cores`) from the forward's inputs, its `idx[T, H, m]` and `dscore[T, H, m, Cn]`. The proxy
+/// `u, v` only chose the candidates and carries no gradient.
+///
+/// # Safety
+/// As [`ultramem_weighted_gather_forward`].
+#[no_mangle]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one pointer per tensor of the op"
+)]
+pub unsafe extern "C" fn ultramem_tucker_topk_backward(
+    q: *const DLTensor,
+    keys: *const DLTensor,
+    cores: *const DLTensor,
+    u: *const DLTensor,
+    v: *const DLTensor,
+    idx: *const DLTensor,
+    dscore: *const DLTensor,
+    dq: *mut DLTensor,
+    dkeys: *mut DLTensor,
+    dcores: *mut DLTensor,
+    _stream: *mut c_void,
+) -> i32 {
+    const OP: &str = "tucker_topk";
+    call(|| {
+        let (dq, dkeys, dcores) = (dq.cast_const(), dkeys.cast_const(), dcores.cast_const());
+        views!(OP; q, keys, cores, u, v, idx, dscore, dq, dkeys, dcores);
+        let m = idx.shape.get(2).copied().unwrap_or(0);
+        let shapes = [&q.shape[..], &keys.shape, &cores.shape, &u.shape, &v.shape];
+        let d = TuckerTopkDims::from_shapes(shapes, m, None)?;
+        check_out(OP, &idx, "idx", &[d.tokens, d.heads, d.m])?;
+        check_out(OP, &dscore, "dscore", &[d.tokens, d.heads, d.m, d.cores])?;
+        check_out(OP, &dq, "dq", &q.shape)?;
+        check_out(OP, &dkeys, "dkeys", &keys.shape)?;
+        check_out(OP, &dcores, "dcores", &cores.shape)?;
+        let mut b = Borrows::default();
+        let qq = b.floats_f64(&q)?;
+        let cc = b.floats_f64(&cores)?;
+        // The proxy is checked (shape, dtype, place) like every input, though unused here.
+        b.floats(&u)?;
+        b.floats(&v)?;
+        let i = b.indices(&idx)?;
+        let g = b.floats_f64(&dscore)?;
+        let grads = with_floats!(b.floats(&keys)?, kk => reference::tucker_topk::backward(&d, &qq, kk, &cc, i, &g))?;
+        b.write_floats(&dq, &grads.dq)?;
+        b.write_floats(&dkeys, &grads.dkeys)?;
+        b.write_floats(&dcores, &grads.dcores)
+    })
+}
+
+/// Index map: `out` (shape of `idx`) = `(ν' mod rows_per_layer + offset) mod total_rows` with
+/// `ν' = shuffle[ν]` when `shuffle` (rank 1) is not null, else `ν` ([`crate::index_map`]).
+///
+/// # Safety
+/// As [`ultramem_weighted_gather_forward`]; `shuffle` may be null.
+#[no_mangle]
+pub unsafe extern "C" fn ultramem_index_map_forward(
+    idx: *const DLTensor,
+    shuffle: *const DLTensor,
+    rows_per_layer: u64,
+    offset: u64,
+    total_rows: u64,
+    out: *mut DLTensor,
+    _stream: *mut c_void,
+) -> i32 {
+    const OP: &str = "index_map";
+    call(|| {
+        let out = out.cast_const();
+        views!(OP; idx, out);
+        let shuffle = if shuffle.is_null() {
+            None
+        } else {
+            views!(OP; shuffle);
+            expect_shape(OP, "shuffle", &shuffle.shape, &[("V", None)])?;
+            Some(shuffle)
+        };
+        let d = IndexMapDims {
+            len: idx.numel(),
+            shuffle_len: shuffle.as_ref().map(View::numel),
+            map: IndexMapConfig {
+                rows_per_layer,
+                offset,
+                total_rows,
+            },
+        };
+        d.check()?;
+        check_out(OP, &out, "out", &idx.shape)?;
+        let mut b = Borrows::default();
+        let i = b.indices(&idx)?;
+        let table = match &shuffle {
+            Some(s) => Some(b.indices(s)?),
+            None => None,
+        };
+        let rows = reference::index_map::forward(&d, i, table)?;
+        b.write_indices(&out, &rows)
+    })
+}
+
+/// Score function forward: `out` (shape of `score`, `[T, H, k]` or `[T, H, k, Cn]`) with a
+/// function code (0 raw, 1 softmax over each head's `k`, 2 relu, 3 sigmoid)
+/// ([`crate::score_fn`]).
+///
+/// # Safety
+/// As [`ultramem_weighted_gather_forward`].
+#[no_mangle]
+pub unsafe extern "C" fn ultramem_score_fn_forward(
+    score: *const DLTensor,
+    func: i32,
+    out: *mut DLTensor,
+    _stream: *mut c_void,
+) -> i32 {
+    const OP: &str = "score_fn";
+    call(|| {
+        let out = out.cast_const();
+        views!(OP; score, out);
+        let f = score_function(func)?;
+        let d = ScoreFnDims::from_shape(&score.shape)?;
+        check_out(OP, &out, "out", &score.shape)?;
+        let mut b = Borrows::default();
+        let y = with_floats!(b.floats(&score)?, s => reference::score_fn::forward(&d, f, s))?;
+        b.write_floats(&out, &y)
+    })
+}
+
+/// Score function backward: `dscore` (shape of `score`) from the forward's input and `dout`.
+///
+/// # Safety
+/// As [`ultramem_weighted_gather_forward`].
+#[no_mangle]
+pub unsafe extern "C" fn ultramem_score_fn_backward(
+    score: *const DLTensor,
+    func: i32,
+    dout: *const DLTensor,
+    dscore: *mut DLTensor,
+    _stream: *mut c_void,
+) -> i32 {
+    const OP: &str = "score_fn";
+    call(|| {
+        let dscore = dscore.cast_const();
+        views!(OP; score, dout, dscore);
+        let f = score_function(func)?;
+        let d = ScoreFnDims::from_shape(&score.shape)?;
+        check_out(OP, &dout, "dout", &score.shape)?;
+        check_out(OP, &dscore, "dscore", &score.shape)?;
+        let mut b = Borrows::default();
+        let g = b.floats_f64(&dout)?;
+        let y = with_floats!(b.floats(&score)?, s => reference::score_fn::backward(&d, f, s, &g))?;
+        b.write_floats(&dscore, &y)
+    })
+}
