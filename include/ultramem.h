@@ -112,6 +112,12 @@ int32_t ultramem_tucker_topk_backward(const DLTensor *q, const DLTensor *keys,
                                       const DLTensor *idx, const DLTensor *dscore, DLTensor *dq,
                                       DLTensor *dkeys, DLTensor *dcores, void *stream);
 
+/* The rank-1 Tucker proxy u[H,R], v[H,R] from cores[H,Cn,R,R]: the top singular pair of each
+ * head's sum of cores, signed closest to prev_u, prev_v when both are given (both may be NULL).
+ * A host computation, once per optimiser step. */
+int32_t ultramem_tucker_proxy(const DLTensor *cores, const DLTensor *prev_u, const DLTensor *prev_v,
+                              DLTensor *u, DLTensor *v);
+
 /* Index map: out = (nu' mod rows_per_layer + offset) mod total_rows, nu' = shuffle[nu] when
  * shuffle (rank 1) is not NULL, else nu. out has the shape of idx. */
 int32_t ultramem_index_map_forward(const DLTensor *idx, const DLTensor *shuffle,

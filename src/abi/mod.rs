@@ -651,3 +651,62 @@ pub unsafe extern "C" fn ultramem_score_fn_backward(
         b.write_floats(&dscore, &y)
     })
 }
+
+/// The Tucker proxy `(u[H, R], v[H, R])` from `cores[H, Cn, R, R]`: the top singular pair of
+/// each head's `Σ_c C_c`, with the sign closest to `prev_u`, `prev_v` when both are given (may
+/// be null) ([`crate::layer::tucker_proxy::tucker_proxy`]). A host computation, once per
+/// optimiser step.
+///
+/// # Safety
+/// As [`ultramem_weighted_gather_forward`]; `prev_u` and `prev_v` may be null.
+#[no_mangle]
+pub unsafe extern "C" fn ultramem_tucker_proxy(
+    cores: *const DLTensor,
+    prev_u: *const DLTensor,
+    prev_v: *const DLTensor,
+    u: *mut DLTensor,
+    v: *mut DLTensor,
+) -> i32 {
+    const OP: &str = "tucker_proxy";
+    call(|| {
+        let (u, v) = (u.cast_const(), v.cast_const());
+        views!(OP; cores, u, v);
+        expect_shape(
+            OP,
+            "cores",
+            &cores.shape,
+            &[("H", None), ("Cn", None), ("R", None), ("R", None)],
+        )?;
+        let (heads, n_cores, rank) = (cores.shape[0], cores.shape[1], cores.shape[2]);
+        expect_shape(
+            OP,
+            "cores",
+            &cores.shape,
+            &[("H", None), ("Cn", None), ("R", None), ("R", Some(rank))],
+        )?;
+        let proxy = [heads, rank];
+        check_out(OP, &u, "u", &proxy)?;
+        check_out(OP, &v, "v", &proxy)?;
+        let mut b = Borrows::default();
+        let prev = match (prev_u.is_null(), prev_v.is_null()) {
+            (true, true) => None,
+            (false, false) => {
+                views!(OP; prev_u, prev_v);
+                check_out(OP, &prev_u, "prev_u", &proxy)?;
+                check_out(OP, &prev_v, "prev_v", &proxy)?;
+                Some((b.floats_f64(&prev_u)?, b.floats_f64(&prev_v)?))
+            }
+            _ => {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    arg: "prev_v",
+                    reason: "give both of prev_u and prev_v, or neither".into(),
+                })
+            }
+        };
+        let prev = prev.as_ref().map(|(pu, pv)| (&pu[..], &pv[..]));
+        let (pu, pv) = with_floats!(b.floats(&cores)?, c => crate::layer::tucker_proxy::tucker_proxy(c, heads, n_cores, rank, prev))?;
+        b.write_floats(&u, &pu)?;
+        b.write_floats(&v, &pv)
+    })
+}

@@ -79,6 +79,7 @@ int main(void) {
       ultramem_tucker_topk_forward(NULL, NULL, NULL, NULL, NULL, 1, 0, NULL, NULL, NULL),
       ultramem_tucker_topk_backward(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                                     NULL),
+      ultramem_tucker_proxy(NULL, NULL, NULL, NULL, NULL),
       ultramem_index_map_forward(NULL, NULL, 1, 0, 1, NULL, NULL),
       ultramem_score_fn_forward(NULL, 0, NULL, NULL),
       ultramem_score_fn_backward(NULL, 0, NULL, NULL, NULL),

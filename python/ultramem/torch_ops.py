@@ -1,0 +1,404 @@
+"""``torch.ops.ultramem.*``: the crate's ops as PyTorch custom operators.
+
+Registered with ``torch.library`` (``define`` + ``impl``: the cheaper route per call than the
+``custom_op`` decorator), with fake kernels for ``torch.compile`` and autograd formulas that
+call the backward ops. Tensors reach the C ABI through DLPack with no copy; outputs are
+allocated by torch. Top-k ops return ``(score, idx)`` in ``torch.topk``'s order. Inputs must
+be contiguous; indices are int32; a bad tensor raises
+:class:`ultramem.UltramemError` with the crate's message.
+
+Output dtypes: a forward's float output has the promoted dtype of its float inputs (so float64
+in gives float64 out, computed in f64: what ``torch.autograd.gradcheck`` needs); each gradient
+has the dtype of its input; indices are int32.
+"""
+
+import functools
+
+import torch
+from torch.utils.dlpack import to_dlpack
+
+from ._lib import check, dltensor, lib
+
+__all__ = ["ACTIVATIONS", "SCORE_FNS"]
+
+#: PEER activation codes of the ABI.
+ACTIVATIONS = {"identity": 0, "relu": 1, "gelu": 2, "silu": 3}
+#: Score-function codes of the ABI.
+SCORE_FNS = {"raw": 0, "softmax": 1, "relu": 2, "sigmoid": 3}
+
+_lib = torch.library.Library("ultramem", "DEF")
+_lib.define("weighted_gather(Tensor rows, Tensor weights, Tensor table) -> Tensor")
+_lib.define(
+    "weighted_gather_backward(Tensor rows, Tensor weights, Tensor table, Tensor dout)"
+    " -> (Tensor, Tensor)"
+)
+_lib.define(
+    "peer_ffn(Tensor rows, Tensor scores, Tensor z, Tensor down, Tensor up, int activation=0)"
+    " -> Tensor"
+)
+_lib.define(
+    "peer_ffn_backward(Tensor rows, Tensor scores, Tensor z, Tensor down, Tensor up,"
+    " int activation, Tensor dout) -> (Tensor, Tensor, Tensor, Tensor)"
+)
+_lib.define(
+    "additive_topk(Tensor q, Tensor keys, int k, int k1=0) -> (Tensor score, Tensor idx)"
+)
+_lib.define(
+    "additive_topk_backward(Tensor q, Tensor keys, Tensor idx, Tensor dscore)"
+    " -> (Tensor, Tensor)"
+)
+_lib.define(
+    "tucker_topk(Tensor q, Tensor keys, Tensor cores, Tensor u, Tensor v, int m, int k1=0)"
+    " -> (Tensor score, Tensor idx)"
+)
+_lib.define(
+    "tucker_topk_backward(Tensor q, Tensor keys, Tensor cores, Tensor u, Tensor v, Tensor idx,"
+    " Tensor dscore) -> (Tensor, Tensor, Tensor)"
+)
+_lib.define(
+    "index_map(Tensor idx, Tensor? shuffle, int rows_per_layer, int offset, int total_rows)"
+    " -> Tensor"
+)
+_lib.define("score_fn(Tensor score, int func) -> Tensor")
+_lib.define("score_fn_backward(Tensor score, int func, Tensor dout) -> Tensor")
+
+
+def _promote(*tensors):
+    return functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+
+
+def _stream(t):
+    # The CUDA stream the ABI will run on (reserved: CUDA tensors are refused by this version).
+    if t.is_cuda:
+        return torch.cuda.current_stream(t.device).cuda_stream
+    return None
+
+
+def _run(fn, tensors, scalars, outputs, stream):
+    """Calls ``fn(*tensors-before-scalars..., scalars..., outputs..., stream)`` in ABI order.
+
+    ``tensors`` and ``outputs`` are lists whose ``None`` entries pass a null pointer; the
+    capsules stay referenced until the call returns.
+    """
+    caps = [None if t is None else to_dlpack(t) for t in tensors]
+    outs = [to_dlpack(t) for t in outputs]
+    args = [None if c is None else dltensor(c) for c in caps]
+    args += scalars
+    args += [dltensor(c) for c in outs]
+    args.append(stream)
+    check(fn(*args))
+
+
+# --- weighted gather -------------------------------------------------------------------------
+
+
+def _weighted_gather(rows, weights, table):
+    # Written out rather than through _run: this is the op whose per-call overhead is measured
+    # (benches/python_overhead.py), and every Python-level step here costs ~0.3-1 us.
+    shape = (rows.shape[0], table.shape[-1]) if rows.dim() == 2 and table.dim() == 2 else (0,)
+    out = torch.empty(
+        shape, dtype=torch.promote_types(weights.dtype, table.dtype), device=weights.device
+    )
+    r, w, t, o = to_dlpack(rows), to_dlpack(weights), to_dlpack(table), to_dlpack(out)
+    check(
+        lib.ultramem_weighted_gather_forward(
+            dltensor(r), dltensor(w), dltensor(t), dltensor(o), _stream(table)
+        )
+    )
+    return out
+
+
+def _weighted_gather_backward(rows, weights, table, dout):
+    dw = torch.empty_like(weights, memory_format=torch.contiguous_format)
+    dt = torch.empty_like(table, memory_format=torch.contiguous_format)
+    _run(
+        lib.ultramem_weighted_gather_backward,
+        [rows, weights, table, dout],
+        [],
+        [dw, dt],
+        _stream(table),
+    )
+    return dw, dt
+
+
+# --- PEER FFN ------------------------------------------------------------------------------
+
+
+def _peer_out_shape(rows, up):
+    return (rows.shape[0], up.shape[-1]) if rows.dim() == 2 and up.dim() == 2 else (0,)
+
+
+def _peer_ffn(rows, scores, z, down, up, activation=0):
+    out = torch.empty(
+        _peer_out_shape(rows, up), dtype=_promote(scores, z, down, up), device=z.device
+    )
+    _run(
+        lib.ultramem_peer_ffn_forward,
+        [rows, scores, z, down, up],
+        [activation],
+        [out],
+        _stream(z),
+    )
+    return out
+
+
+def _peer_ffn_backward(rows, scores, z, down, up, activation, dout):
+    grads = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in (z, scores, down, up)]
+    # The ABI takes dout before the outputs, after the activation code.
+    caps = [to_dlpack(t) for t in (rows, scores, z, down, up)]
+    dcap = to_dlpack(dout)
+    gcaps = [to_dlpack(g) for g in grads]
+    check(
+        lib.ultramem_peer_ffn_backward(
+            *[dltensor(c) for c in caps],
+            activation,
+            dltensor(dcap),
+            *[dltensor(c) for c in gcaps],
+            _stream(z),
+        )
+    )
+    dz, dscores, ddown, dup = grads
+    return dz, dscores, ddown, dup
+
+
+# --- product-key top-k ---------------------------------------------------------------------
+
+
+def _additive_topk(q, keys, k, k1=0):
+    shape = (*q.shape[:2], k) if q.dim() == 3 else (0,)
+    idx = torch.empty(shape, dtype=torch.int32, device=q.device)
+    score = torch.empty(shape, dtype=_promote(q, keys), device=q.device)
+    _run(lib.ultramem_additive_topk_forward, [q, keys], [k, k1], [idx, score], _stream(q))
+    return score, idx
+
+
+def _additive_topk_backward(q, keys, idx, dscore):
+    dq = torch.empty_like(q, memory_format=torch.contiguous_format)
+    dkeys = torch.empty_like(keys, memory_format=torch.contiguous_format)
+    _run(lib.ultramem_additive_topk_backward, [q, keys, idx, dscore], [], [dq, dkeys], _stream(q))
+    return dq, dkeys
+
+
+def _tucker_shapes(q, cores, m):
+    if q.dim() != 5 or cores.dim() != 4:
+        return (0,), (0,)
+    return (*q.shape[:2], m), (*q.shape[:2], m, cores.shape[1])
+
+
+def _tucker_topk(q, keys, cores, u, v, m, k1=0):
+    ishape, sshape = _tucker_shapes(q, cores, m)
+    idx = torch.empty(ishape, dtype=torch.int32, device=q.device)
+    score = torch.empty(sshape, dtype=_promote(q, keys, cores), device=q.device)
+    _run(
+        lib.ultramem_tucker_topk_forward,
+        [q, keys, cores, u, v],
+        [m, k1],
+        [idx, score],
+        _stream(q),
+    )
+    return score, idx
+
+
+def _tucker_topk_backward(q, keys, cores, u, v, idx, dscore):
+    grads = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in (q, keys, cores)]
+    _run(
+        lib.ultramem_tucker_topk_backward,
+        [q, keys, cores, u, v, idx, dscore],
+        [],
+        grads,
+        _stream(q),
+    )
+    return tuple(grads)
+
+
+# --- index map and score functions ---------------------------------------------------------
+
+
+def _index_map(idx, shuffle, rows_per_layer, offset, total_rows):
+    out = torch.empty_like(idx, memory_format=torch.contiguous_format)
+    _run(
+        lib.ultramem_index_map_forward,
+        [idx, shuffle],
+        [rows_per_layer, offset, total_rows],
+        [out],
+        _stream(idx),
+    )
+    return out
+
+
+def _score_fn(score, func):
+    out = torch.empty_like(score, memory_format=torch.contiguous_format)
+    _run(lib.ultramem_score_fn_forward, [score], [func], [out], _stream(score))
+    return out
+
+
+def _score_fn_backward(score, func, dout):
+    ds = torch.empty_like(score, memory_format=torch.contiguous_format)
+    caps = (to_dlpack(score), to_dlpack(dout), to_dlpack(ds))
+    check(
+        lib.ultramem_score_fn_backward(
+            dltensor(caps[0]), func, dltensor(caps[1]), dltensor(caps[2]), _stream(score)
+        )
+    )
+    return ds
+
+
+_IMPLS = {
+    "weighted_gather": _weighted_gather,
+    "weighted_gather_backward": _weighted_gather_backward,
+    "peer_ffn": _peer_ffn,
+    "peer_ffn_backward": _peer_ffn_backward,
+    "additive_topk": _additive_topk,
+    "additive_topk_backward": _additive_topk_backward,
+    "tucker_topk": _tucker_topk,
+    "tucker_topk_backward": _tucker_topk_backward,
+    "index_map": _index_map,
+    "score_fn": _score_fn,
+    "score_fn_backward": _score_fn_backward,
+}
+for _name, _fn in _IMPLS.items():
+    # CUDA tensors reach the ABI too, which refuses them with its own message for now.
+    _lib.impl(_name, _fn, "CPU")
+    _lib.impl(_name, _fn, "CUDA")
+
+
+# --- fake kernels (shapes and dtypes only) for torch.compile and meta tensors ----------------
+
+
+@torch.library.register_fake("ultramem::weighted_gather")
+def _(rows, weights, table):
+    return weights.new_empty((rows.shape[0], table.shape[1]), dtype=_promote(weights, table))
+
+
+@torch.library.register_fake("ultramem::weighted_gather_backward")
+def _(rows, weights, table, dout):
+    return torch.empty_like(weights), torch.empty_like(table)
+
+
+@torch.library.register_fake("ultramem::peer_ffn")
+def _(rows, scores, z, down, up, activation=0):
+    return z.new_empty((rows.shape[0], up.shape[1]), dtype=_promote(scores, z, down, up))
+
+
+@torch.library.register_fake("ultramem::peer_ffn_backward")
+def _(rows, scores, z, down, up, activation, dout):
+    return tuple(torch.empty_like(t) for t in (z, scores, down, up))
+
+
+@torch.library.register_fake("ultramem::additive_topk")
+def _(q, keys, k, k1=0):
+    shape = (q.shape[0], q.shape[1], k)
+    return q.new_empty(shape, dtype=_promote(q, keys)), q.new_empty(shape, dtype=torch.int32)
+
+
+@torch.library.register_fake("ultramem::additive_topk_backward")
+def _(q, keys, idx, dscore):
+    return torch.empty_like(q), torch.empty_like(keys)
+
+
+@torch.library.register_fake("ultramem::tucker_topk")
+def _(q, keys, cores, u, v, m, k1=0):
+    ishape, sshape = (q.shape[0], q.shape[1], m), (q.shape[0], q.shape[1], m, cores.shape[1])
+    score = q.new_empty(sshape, dtype=_promote(q, keys, cores))
+    return score, q.new_empty(ishape, dtype=torch.int32)
+
+
+@torch.library.register_fake("ultramem::tucker_topk_backward")
+def _(q, keys, cores, u, v, idx, dscore):
+    return torch.empty_like(q), torch.empty_like(keys), torch.empty_like(cores)
+
+
+@torch.library.register_fake("ultramem::index_map")
+def _(idx, shuffle, rows_per_layer, offset, total_rows):
+    return torch.empty_like(idx)
+
+
+@torch.library.register_fake("ultramem::score_fn")
+def _(score, func):
+    return torch.empty_like(score)
+
+
+@torch.library.register_fake("ultramem::score_fn_backward")
+def _(score, func, dout):
+    return torch.empty_like(score)
+
+
+# --- autograd ------------------------------------------------------------------------------
+
+
+def _dense(g, like):
+    # Autograd may hand an expanded or absent gradient; the ABI takes contiguous tensors.
+    return torch.zeros_like(like) if g is None else g.contiguous()
+
+
+def _gather_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _gather_backward(ctx, grad):
+    rows, weights, table = ctx.saved_tensors
+    dw, dt = torch.ops.ultramem.weighted_gather_backward(rows, weights, table, grad.contiguous())
+    return None, dw, dt
+
+
+def _peer_setup(ctx, inputs, output):
+    *tensors, activation = inputs
+    ctx.activation = activation
+    ctx.save_for_backward(*tensors)
+
+
+def _peer_backward(ctx, grad):
+    rows, scores, z, down, up = ctx.saved_tensors
+    dz, ds, ddown, dup = torch.ops.ultramem.peer_ffn_backward(
+        rows, scores, z, down, up, ctx.activation, grad.contiguous()
+    )
+    return None, ds, dz, ddown, dup, None
+
+
+def _additive_setup(ctx, inputs, output):
+    q, keys, _k, _k1 = inputs
+    ctx.save_for_backward(q, keys, output[1], output[0])
+
+
+def _additive_backward(ctx, gscore, _gidx):
+    q, keys, idx, score = ctx.saved_tensors
+    dq, dkeys = torch.ops.ultramem.additive_topk_backward(q, keys, idx, _dense(gscore, score))
+    return dq, dkeys, None, None
+
+
+def _tucker_setup(ctx, inputs, output):
+    q, keys, cores, u, v, _m, _k1 = inputs
+    ctx.save_for_backward(q, keys, cores, u, v, output[1], output[0])
+
+
+def _tucker_backward(ctx, gscore, _gidx):
+    q, keys, cores, u, v, idx, score = ctx.saved_tensors
+    dq, dkeys, dcores = torch.ops.ultramem.tucker_topk_backward(
+        q, keys, cores, u, v, idx, _dense(gscore, score)
+    )
+    # The proxy (u, v) only chose the candidates: no gradient (as in the paper's code).
+    return dq, dkeys, dcores, None, None, None, None
+
+
+def _score_setup(ctx, inputs, output):
+    score, func = inputs
+    ctx.func = func
+    ctx.save_for_backward(score)
+
+
+def _score_backward(ctx, grad):
+    (score,) = ctx.saved_tensors
+    return torch.ops.ultramem.score_fn_backward(score, ctx.func, grad.contiguous()), None
+
+
+torch.library.register_autograd(
+    "ultramem::weighted_gather", _gather_backward, setup_context=_gather_setup
+)
+torch.library.register_autograd("ultramem::peer_ffn", _peer_backward, setup_context=_peer_setup)
+torch.library.register_autograd(
+    "ultramem::additive_topk", _additive_backward, setup_context=_additive_setup
+)
+torch.library.register_autograd(
+    "ultramem::tucker_topk", _tucker_backward, setup_context=_tucker_setup
+)
+torch.library.register_autograd("ultramem::score_fn", _score_backward, setup_context=_score_setup)
