@@ -7,6 +7,9 @@
 // passes descriptors built by `Desc` over live Vecs that outlive the call.
 #![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
+#[path = "support/library.rs"]
+mod library;
+
 use std::ffi::CStr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,25 +19,11 @@ use ultramem::abi::*;
 use ultramem::reference;
 use ultramem::{AdditiveTopkDims, ScoreFn, ScoreFnDims, WeightedGatherDims};
 
-/// `target/<profile>`: the test executable lives in its `deps/`.
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps")
-        .to_path_buf()
-}
-
 #[test]
 fn c_program_calls_the_abi_through_the_header() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = target_dir();
-    let lib = dir.join("libultramem.so");
-    assert!(
-        lib.exists(),
-        "{} is missing: the cdylib is built with the lib (crate-type cdylib)",
-        lib.display()
-    );
+    let lib = library::built_library();
+    let dir = lib.parent().expect("the library's folder").to_path_buf();
     let exe = dir.join("c_abi_weighted_gather");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let built = Command::new(&cc)

@@ -9,6 +9,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+#[path = "support/library.rs"]
+mod library;
+
 fn required() -> bool {
     std::env::var("ULTRAMEM_REQUIRE_PYTHON").is_ok_and(|v| v == "1")
 }
@@ -38,13 +41,7 @@ fn python_package_tests_pass() {
         Ok(_) => {}
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let exe = std::env::current_exe().expect("test executable path");
-    let lib = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps")
-        .join("libultramem.so");
-    assert!(lib.exists(), "{} is missing", lib.display());
+    let lib = library::built_library();
     let out = Command::new(&python)
         .args(["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"])
         .arg(root.join("python/tests"))

@@ -8,8 +8,9 @@ import pytest
 
 _ROOT = pathlib.Path(__file__).resolve().parents[2]
 if "ULTRAMEM_LIB" not in os.environ:
-    for profile in ("debug", "release"):
-        candidate = _ROOT / "target" / profile / "libultramem.so"
+    # `cargo build` puts it in target/<profile>/, `cargo test` only in target/<profile>/deps/.
+    for sub in ("debug", "debug/deps", "release", "release/deps"):
+        candidate = _ROOT / "target" / sub / "libultramem.so"
         if candidate.exists():
             os.environ["ULTRAMEM_LIB"] = str(candidate)
             break
