@@ -10,9 +10,13 @@
  *  - Indices are int32 or uint32; values float16, bfloat16, float32 or float64. Outputs are
  *    allocated by the caller, in any float dtype: results are computed in double precision and
  *    rounded once to it. An output must not overlap any other tensor of the call.
- *  - Host tensors (kDLCPU, kDLCUDAHost) run the crate's CPU reference. CUDA tensors return
- *    ULTRAMEM_ERR_UNSUPPORTED in this version; `stream` (a CUstream, or NULL) is reserved for
- *    the CUDA path and ignored for host tensors.
+ *  - Host tensors (kDLCPU, kDLCUDAHost) run the crate's CPU reference. CUDA tensors (kDLCUDA,
+ *    all on one device, in its primary context) run the crate's PTX kernels over the caller's
+ *    memory, ordered after the work queued on `stream` (a CUstream; NULL is the legacy default
+ *    stream) and before the work queued on it next; inputs are not copied, results are copied
+ *    into the outputs. On CUDA, small operands and outputs are float32, tables float32, float16
+ *    or bfloat16; each call waits for its kernels' status (bad indices are reported), so it
+ *    cannot be captured in a CUDA graph yet. `stream` is ignored for host tensors.
  *  - Every function returns ULTRAMEM_OK (0) or an ULTRAMEM_ERR_* code and never unwinds.
  *    ultramem_last_error() is the message of the calling thread's last failure; the pointer
  *    stays valid until that thread's next ultramem call. Outputs are unspecified after a failure.
@@ -35,7 +39,7 @@ extern "C" {
 #define ULTRAMEM_ERR_INVALID_ARGUMENT 2   /* null, dtype, device, stride, alignment, aliasing, k */
 #define ULTRAMEM_ERR_INDEX_OUT_OF_RANGE 3 /* an index past its table */
 #define ULTRAMEM_ERR_NON_FINITE 4         /* NaN or infinity where finite values are needed */
-#define ULTRAMEM_ERR_UNSUPPORTED 5        /* valid but not supported here (CUDA tensors, for now) */
+#define ULTRAMEM_ERR_UNSUPPORTED 5        /* valid but not supported here (dtype on GPU, no driver) */
 #define ULTRAMEM_ERR_BACKEND 6            /* the GPU runtime failed */
 #define ULTRAMEM_ERR_INTERNAL 7           /* a bug in ultramem: please report the message */
 

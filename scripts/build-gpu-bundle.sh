@@ -33,5 +33,11 @@ missing = set(wanted) - found
 if missing:
     sys.exit(f"not built: {sorted(missing)}")
 PY
-cp scripts/gpu-check.sh benches/torch_baselines.py benches/ncu_sum.py gpu-bundle/
+# The C ABI's library and the Python package, for the PyTorch-on-CUDA checks.
+cargo build --release --all-features --lib 2>/dev/null
+cp target/release/libultramem.so gpu-bundle/
+mkdir -p gpu-bundle/python
+cp -r python/ultramem python/tests gpu-bundle/python/
+cp scripts/gpu-check.sh benches/torch_baselines.py benches/ncu_sum.py benches/abi_cuda_timing.py \
+    benches/python_overhead.py gpu-bundle/
 ls -la gpu-bundle

@@ -14,7 +14,10 @@
 #  5. the memory layer vs MoE sweep (UltraMemV2-1B/7B vs OLMoE-1B/7B, B = 1..4096) with its CSV
 #     and plot, and ncu's DRAM bytes of one step of each at B = 1 and 64 next to the model's;
 #  6. the PyTorch eager baselines (top-k, the UltraMemV2 layer, the MoE layer, embedding_bag)
-#     at the same shapes (benches/torch_baselines.py), if PyTorch is there.
+#     at the same shapes (benches/torch_baselines.py), if PyTorch is there;
+#  7. torch.ops.ultramem on CUDA tensors (python/tests/test_cuda.py: every op against the CPU
+#     path, the layer on a side stream), the whole pytest suite if pytest is there, our gather
+#     against embedding_bag through torch, and the per-call overhead on this machine's CPU.
 set -uo pipefail
 bundle="${1:-$(cd "$(dirname "$0")" && pwd)}"
 out="${2:-${OUT:-./gpu-logs}}"
@@ -64,6 +67,15 @@ else
 fi
 if python3 -c "import torch" 2>/dev/null; then
     step torch-baselines python3 "$bundle/torch_baselines.py" all
+    py=(env ULTRAMEM_LIB="$bundle/libultramem.so" PYTHONPATH="$bundle/python")
+    step python-cuda "${py[@]}" python3 "$bundle/python/tests/test_cuda.py"
+    if python3 -c "import pytest" 2>/dev/null; then
+        step python-pytest "${py[@]}" python3 -m pytest -q -rs -p no:cacheprovider "$bundle/python/tests"
+    else
+        echo "== pytest not found: only test_cuda.py ran of python/tests" | tee -a "$out/summary.txt"
+    fi
+    step abi-cuda-timing "${py[@]}" python3 "$bundle/abi_cuda_timing.py"
+    step python-overhead "${py[@]}" python3 "$bundle/python_overhead.py"
 else
     echo "== PyTorch not found: the PyTorch baselines NOT run" | tee -a "$out/summary.txt"
 fi

@@ -210,10 +210,10 @@ fn bad_descriptors_are_typed_errors_with_the_crates_message() {
             "float32x2",
         ),
         (
-            "CUDA table",
+            "CUDA table among host tensors",
             |d| d[2].t.device.device_type = DL_CUDA,
-            ULTRAMEM_ERR_UNSUPPORTED,
-            "CUDA tensor",
+            ULTRAMEM_ERR_INVALID_ARGUMENT,
+            "`table` lives on Cuda(0)",
         ),
         (
             "Vulkan table",
@@ -288,6 +288,23 @@ fn strides_of_size_one_dims_and_contiguous_strides_are_accepted() {
     let mut g = gather();
     let status = gather_with(&mut g, |d| d[1].strides = Some(vec![3, 1, 99]));
     assert_eq!(status, ULTRAMEM_OK, "{}", last_error());
+}
+
+#[test]
+fn cuda_tensors_without_a_driver_are_a_typed_error() {
+    if ultramem::Device::cuda(0).is_ok() {
+        // The descriptors below point at host memory: on a real GPU the call would run.
+        eprintln!("SKIPPED here: a CUDA device is present (the GPU check runs the CUDA path)");
+        return;
+    }
+    let mut g = gather();
+    let status = gather_with(&mut g, |d| {
+        for desc in d.iter_mut() {
+            desc.t.device.device_type = DL_CUDA;
+        }
+    });
+    assert_eq!(status, ULTRAMEM_ERR_UNSUPPORTED, "{}", last_error());
+    assert!(last_error().contains("cuda"), "{}", last_error());
 }
 
 #[test]

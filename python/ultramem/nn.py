@@ -77,7 +77,7 @@ class UltraMemV2(nn.Module):
     @torch.no_grad()
     def refresh_proxy(self, keep_sign=True):
         """Recomputes ``(u, v)`` from the cores (host work, once per optimiser step)."""
-        prev = (self.u, self.v) if keep_sign else (None, None)
+        prev = (self.u.cpu(), self.v.cpu()) if keep_sign else (None, None)
         u, v = tucker_proxy(self.cores.detach().cpu(), *prev)
         self.u.copy_(u)
         self.v.copy_(v)

@@ -9,7 +9,12 @@ be contiguous; indices are int32; a bad tensor raises
 
 Output dtypes: a forward's float output has the promoted dtype of its float inputs (so float64
 in gives float64 out, computed in f64: what ``torch.autograd.gradcheck`` needs); each gradient
-has the dtype of its input; indices are int32.
+has its input's dtype widened to at least float32; indices are int32.
+
+CUDA tensors run the crate's PTX kernels on torch's current stream, over torch's memory (no
+copy of the inputs; results are copied into the torch-allocated outputs). There, small operands
+and outputs are float32 and tables float32/float16/bfloat16; each call waits for its kernels to
+report bad indices, so it cannot be captured in a CUDA graph yet.
 """
 
 import functools
@@ -67,8 +72,14 @@ def _promote(*tensors):
     return functools.reduce(torch.promote_types, (t.dtype for t in tensors))
 
 
+def _grad_like(t):
+    # Gradients are at least float32 (what the GPU kernels write; autograd casts a half
+    # parameter's gradient back to its dtype).
+    return torch.empty(t.shape, dtype=torch.promote_types(t.dtype, torch.float32), device=t.device)
+
+
 def _stream(t):
-    # The CUDA stream the ABI will run on (reserved: CUDA tensors are refused by this version).
+    # The CUDA stream the ABI orders its work after (and torch's later work after it).
     if t.is_cuda:
         return torch.cuda.current_stream(t.device).cuda_stream
     return None
@@ -109,8 +120,8 @@ def _weighted_gather(rows, weights, table):
 
 
 def _weighted_gather_backward(rows, weights, table, dout):
-    dw = torch.empty_like(weights, memory_format=torch.contiguous_format)
-    dt = torch.empty_like(table, memory_format=torch.contiguous_format)
+    dw = _grad_like(weights)
+    dt = _grad_like(table)
     _run(
         lib.ultramem_weighted_gather_backward,
         [rows, weights, table, dout],
@@ -143,7 +154,7 @@ def _peer_ffn(rows, scores, z, down, up, activation=0):
 
 
 def _peer_ffn_backward(rows, scores, z, down, up, activation, dout):
-    grads = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in (z, scores, down, up)]
+    grads = [_grad_like(t) for t in (z, scores, down, up)]
     # The ABI takes dout before the outputs, after the activation code.
     caps = [to_dlpack(t) for t in (rows, scores, z, down, up)]
     dcap = to_dlpack(dout)
@@ -173,8 +184,8 @@ def _additive_topk(q, keys, k, k1=0):
 
 
 def _additive_topk_backward(q, keys, idx, dscore):
-    dq = torch.empty_like(q, memory_format=torch.contiguous_format)
-    dkeys = torch.empty_like(keys, memory_format=torch.contiguous_format)
+    dq = _grad_like(q)
+    dkeys = _grad_like(keys)
     _run(lib.ultramem_additive_topk_backward, [q, keys, idx, dscore], [], [dq, dkeys], _stream(q))
     return dq, dkeys
 
@@ -200,7 +211,7 @@ def _tucker_topk(q, keys, cores, u, v, m, k1=0):
 
 
 def _tucker_topk_backward(q, keys, cores, u, v, idx, dscore):
-    grads = [torch.empty_like(t, memory_format=torch.contiguous_format) for t in (q, keys, cores)]
+    grads = [_grad_like(t) for t in (q, keys, cores)]
     _run(
         lib.ultramem_tucker_topk_backward,
         [q, keys, cores, u, v, idx, dscore],
@@ -257,7 +268,6 @@ _IMPLS = {
     "score_fn_backward": _score_fn_backward,
 }
 for _name, _fn in _IMPLS.items():
-    # CUDA tensors reach the ABI too, which refuses them with its own message for now.
     _lib.impl(_name, _fn, "CPU")
     _lib.impl(_name, _fn, "CUDA")
 
@@ -272,7 +282,7 @@ def _(rows, weights, table):
 
 @torch.library.register_fake("ultramem::weighted_gather_backward")
 def _(rows, weights, table, dout):
-    return torch.empty_like(weights), torch.empty_like(table)
+    return _grad_like(weights), _grad_like(table)
 
 
 @torch.library.register_fake("ultramem::peer_ffn")
@@ -282,7 +292,7 @@ def _(rows, scores, z, down, up, activation=0):
 
 @torch.library.register_fake("ultramem::peer_ffn_backward")
 def _(rows, scores, z, down, up, activation, dout):
-    return tuple(torch.empty_like(t) for t in (z, scores, down, up))
+    return tuple(_grad_like(t) for t in (z, scores, down, up))
 
 
 @torch.library.register_fake("ultramem::additive_topk")
@@ -293,7 +303,7 @@ def _(q, keys, k, k1=0):
 
 @torch.library.register_fake("ultramem::additive_topk_backward")
 def _(q, keys, idx, dscore):
-    return torch.empty_like(q), torch.empty_like(keys)
+    return _grad_like(q), _grad_like(keys)
 
 
 @torch.library.register_fake("ultramem::tucker_topk")
@@ -305,7 +315,7 @@ def _(q, keys, cores, u, v, m, k1=0):
 
 @torch.library.register_fake("ultramem::tucker_topk_backward")
 def _(q, keys, cores, u, v, idx, dscore):
-    return torch.empty_like(q), torch.empty_like(keys), torch.empty_like(cores)
+    return _grad_like(q), _grad_like(keys), _grad_like(cores)
 
 
 @torch.library.register_fake("ultramem::index_map")

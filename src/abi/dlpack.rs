@@ -103,7 +103,8 @@ impl Elem {
         }
     }
 
-    const fn size(self) -> usize {
+    /// Bytes per element.
+    pub const fn size(self) -> usize {
         match self {
             Elem::F16 | Elem::BF16 => 2,
             Elem::I32 | Elem::U32 | Elem::F32 => 4,
@@ -285,6 +286,22 @@ impl View {
         })
     }
 
+    /// What the GPU path needs to know of the tensor besides its memory.
+    pub fn meta(&self) -> super::device::Meta {
+        super::device::Meta {
+            op: self.op,
+            arg: self.arg,
+            shape: self.shape.clone(),
+            elem: self.elem,
+        }
+    }
+
+    /// The device address of the first element and the byte length: what the CUDA path wraps
+    /// (never dereferenced on the host).
+    pub fn device_region(&self) -> (u64, usize) {
+        (self.addr as u64, self.len)
+    }
+
     /// The number of elements.
     pub fn numel(&self) -> usize {
         self.len / self.elem.size()
@@ -322,7 +339,8 @@ impl View {
             && other.addr < self.addr + self.len
     }
 
-    /// An error for a CUDA tensor (see [`super`]: the CUDA path of the ABI is not built yet).
+    /// Errors unless the memory is host memory: the host path's borrows never touch device
+    /// memory (the ops send CUDA tensors to the GPU path before; the Tucker proxy is host-only).
     pub fn host_only(&self) -> Result<()> {
         match self.place {
             Place::Host => Ok(()),
@@ -330,12 +348,59 @@ impl View {
                 op: self.op,
                 backend: Backend::Cuda,
                 reason: format!(
-                    "`{}` is a CUDA tensor (device {ordinal}); the C ABI runs host tensors only so far: CUDA tensors through the ABI are not implemented",
+                    "`{}` is a CUDA tensor (device {ordinal}); this function takes host tensors",
                     self.arg
                 ),
             }),
         }
     }
+}
+
+/// Where one call runs: `None` on the host, `Some(ordinal)` on that CUDA device; tensors on
+/// different devices are an error.
+///
+/// # Errors
+/// [`Error::DeviceMismatch`].
+pub fn placement(views: &[&View]) -> Result<Option<i32>> {
+    let Some(first) = views.first() else {
+        return Ok(None);
+    };
+    for v in views {
+        if v.place != first.place {
+            return Err(Error::DeviceMismatch {
+                op: v.op,
+                arg: v.arg,
+                expected: format!("{:?} (as `{}`)", first.place, first.arg),
+                got: format!("{:?}", v.place),
+            });
+        }
+    }
+    Ok(match first.place {
+        Place::Host => None,
+        Place::Cuda(ordinal) => Some(ordinal),
+    })
+}
+
+/// Errors when an output overlaps an input or another output (the GPU path's counterpart of
+/// [`Borrows`]' check).
+///
+/// # Errors
+/// [`Error::InvalidArgument`].
+pub fn check_disjoint(inputs: &[&View], outputs: &[&View]) -> Result<()> {
+    for (i, o) in outputs.iter().enumerate() {
+        let others = inputs.iter().chain(&outputs[..i]);
+        if let Some(other) = others.into_iter().find(|x| o.overlaps(x)) {
+            return Err(invalid(
+                o.op,
+                o.arg,
+                format!(
+                    "overlaps `{}` in memory; outputs must not alias any other tensor of the call",
+                    other.arg
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A caller's float elements, borrowed for one call.

@@ -13,15 +13,27 @@
 //!   itself, which is what `torch.autograd.gradcheck` needs.
 //! - Every output is checked for its shape and for overlapping any other tensor of the call
 //!   (an output that aliases an input is an error, not a silent wrong answer).
-//! - Host tensors (`kDLCPU`, `kDLCUDAHost`) run the CPU reference. CUDA tensors (`kDLCUDA`)
-//!   return [`ULTRAMEM_ERR_UNSUPPORTED`]: the CUDA path of the ABI (the PTX kernels on the
-//!   caller's stream over the caller's memory) is not built yet; the `stream` argument is
-//!   accepted now so the signatures will not change when it is.
+//! - Host tensors (`kDLCPU`, `kDLCUDAHost`) run the CPU reference. CUDA tensors (`kDLCUDA`,
+//!   all of a call's on one device) run the crate's PTX kernels ([`device`]) over the
+//!   caller's memory, ordered on the caller's `stream` (null: the legacy default stream) by
+//!   events, with no copy of the inputs; results are copied into the caller's outputs. There,
+//!   small operands and outputs are float32 and tables float32/float16/bfloat16, backward
+//!   passes are deterministic, and each call waits for its kernels' status word so a bad index
+//!   is a status code (so it cannot be captured in a CUDA graph yet). The CUDA path runs in the
+//!   repo's PTX interpreter in CI; it has not yet run on a real GPU.
 //! - Every function returns a status code ([`ULTRAMEM_OK`] = 0, or an `ULTRAMEM_ERR_*`) and
 //!   never unwinds: a panic inside is caught and reported as [`ULTRAMEM_ERR_INTERNAL`]. The
 //!   message of the last failure on the calling thread is [`ultramem_last_error`].
 //! - Outputs are unspecified after a failure (an output may be partly written).
 
+// Without the CUDA backend the GPU path's closures are compiled out, leaving their captures
+// (the stream, sizes read for the GPU path) unused.
+#![cfg_attr(
+    not(feature = "cuda"),
+    allow(unused_variables, reason = "the CUDA path is compiled out")
+)]
+
+pub mod device;
 pub mod dlpack;
 
 use std::cell::RefCell;
@@ -54,7 +66,7 @@ pub const ULTRAMEM_ERR_INVALID_ARGUMENT: i32 = 2;
 pub const ULTRAMEM_ERR_INDEX_OUT_OF_RANGE: i32 = 3;
 /// A NaN or infinity where the op needs finite values ([`Error::NonFinite`]).
 pub const ULTRAMEM_ERR_NON_FINITE: i32 = 4;
-/// Valid, but not supported here: a CUDA tensor (for now), a dtype a backend lacks
+/// Valid, but not supported here: a dtype the GPU kernels do not take, no CUDA driver
 /// ([`Error::Unsupported`], [`Error::UnsupportedDType`], [`Error::BackendNotCompiled`],
 /// [`Error::BackendUnavailable`]).
 pub const ULTRAMEM_ERR_UNSUPPORTED: i32 = 5;
@@ -126,6 +138,64 @@ macro_rules! views {
             // that each tensor pointer is null or a valid `DLTensor` for this call.
             let $name = unsafe { View::read($op, stringify!($name), $name) }?;
         )+
+    };
+}
+
+/// Errors unless a caller-allocated tensor has exactly the shape `want`.
+/// Runs `body` over the CUDA memory of `inputs` then `outputs` (see
+/// `CudaDevice::with_foreign` for the stream ordering).
+#[cfg(feature = "cuda")]
+fn cuda_call(
+    ordinal: i32,
+    stream: *mut c_void,
+    inputs: &[&View],
+    outputs: &[&View],
+    body: impl FnOnce(
+        &crate::cuda_backend::CudaDevice,
+        &[cudarc::driver::CudaSlice<u8>],
+        &mut [cudarc::driver::CudaSlice<u8>],
+    ) -> Result<()>,
+) -> Result<()> {
+    let ordinal = usize::try_from(ordinal).map_err(|_| Error::InvalidArgument {
+        op: inputs.first().map_or("abi", |v| v.meta().op),
+        arg: "device_id",
+        reason: format!("CUDA device {ordinal}"),
+    })?;
+    let dev = crate::cuda_backend::abi_device(ordinal)?;
+    let regions: Vec<(u64, usize)> = inputs
+        .iter()
+        .chain(outputs)
+        .map(|v| v.device_region())
+        .collect();
+    // SAFETY: each region is the memory of a DLPack tensor on CUDA device `ordinal`, live and
+    // not used by others for this call (the ABI's contract, `ultramem.h`), and `stream` is the
+    // caller's stream on it or null.
+    unsafe {
+        dev.with_foreign(stream, &regions, |gpu, slices| {
+            let (ins, outs) = slices.split_at_mut(inputs.len());
+            body(gpu, ins, outs)
+        })
+    }
+}
+
+/// When the call's tensors are on a CUDA device, runs the GPU path and returns from the
+/// enclosing closure; host tensors fall through to the CPU path.
+macro_rules! on_cuda {
+    ($stream:expr, [$($i:ident),*], [$($o:ident),*], |$gpu:ident, [$($ib:ident),*], [$($ob:ident),*]| $body:expr) => {
+        if let Some(_ordinal) = dlpack::placement(&[$(&$i,)* $(&$o,)*])? {
+            dlpack::check_disjoint(&[$(&$i),*], &[$(&$o),*])?;
+            #[cfg(feature = "cuda")]
+            return cuda_call(_ordinal, $stream, &[$(&$i),*], &[$(&$o),*], |$gpu, ins, outs| {
+                let [$($ib),*] = ins else { unreachable!("one buffer per input") };
+                let [$($ob),*] = outs else { unreachable!("one buffer per output") };
+                $body
+            });
+            #[cfg(not(feature = "cuda"))]
+            return Err(Error::BackendNotCompiled {
+                backend: crate::Backend::Cuda,
+                feature: "cuda",
+            });
+        }
     };
 }
 
@@ -213,12 +283,25 @@ pub unsafe extern "C" fn ultramem_weighted_gather_forward(
     weights: *const DLTensor,
     table: *const DLTensor,
     out: *mut DLTensor,
-    _stream: *mut c_void,
+    stream: *mut c_void,
 ) -> i32 {
     const OP: &str = "weighted_gather";
     call(|| {
         let out = out.cast_const();
         views!(OP; rows, weights, table, out);
+        on_cuda!(
+            stream,
+            [rows, weights, table],
+            [out],
+            |gpu, [r, w, t], [o]| {
+                device::weighted_gather_forward(
+                    gpu,
+                    [&rows.meta(), &weights.meta(), &table.meta(), &out.meta()],
+                    [r, w, t],
+                    o,
+                )
+            }
+        );
         let d = WeightedGatherDims::from_shapes(&rows.shape, &weights.shape, &table.shape)?;
         check_out(OP, &out, "out", &[d.tokens, d.dv])?;
         let mut b = Borrows::default();
@@ -242,12 +325,28 @@ pub unsafe extern "C" fn ultramem_weighted_gather_backward(
     dout: *const DLTensor,
     dweights: *mut DLTensor,
     dtable: *mut DLTensor,
-    _stream: *mut c_void,
+    stream: *mut c_void,
 ) -> i32 {
     const OP: &str = "weighted_gather";
     call(|| {
         let (dweights, dtable) = (dweights.cast_const(), dtable.cast_const());
         views!(OP; rows, weights, table, dout, dweights, dtable);
+        on_cuda!(
+            stream,
+            [rows, weights, table, dout],
+            [dweights, dtable],
+            |gpu, [r, w, t, g], [dw, dt]| {
+                let m = [
+                    &rows.meta(),
+                    &weights.meta(),
+                    &table.meta(),
+                    &dout.meta(),
+                    &dweights.meta(),
+                    &dtable.meta(),
+                ];
+                device::weighted_gather_backward(gpu, m, [r, w, t, g], [dw, dt])
+            }
+        );
         let d = WeightedGatherDims::from_shapes(&rows.shape, &weights.shape, &table.shape)?;
         check_out(OP, &dout, "dout", &[d.tokens, d.dv])?;
         check_out(OP, &dweights, "dweights", &weights.shape)?;
@@ -314,13 +413,29 @@ pub unsafe extern "C" fn ultramem_peer_ffn_forward(
     up: *const DLTensor,
     activation_code: i32,
     out: *mut DLTensor,
-    _stream: *mut c_void,
+    stream: *mut c_void,
 ) -> i32 {
     const OP: &str = "peer_ffn";
     call(|| {
         let out = out.cast_const();
         views!(OP; rows, scores, z, down, up, out);
         let act = activation(OP, activation_code)?;
+        on_cuda!(
+            stream,
+            [rows, scores, z, down, up],
+            [out],
+            |gpu, [r, s, zb, dn, u], [o]| {
+                let m = [
+                    &rows.meta(),
+                    &scores.meta(),
+                    &z.meta(),
+                    &down.meta(),
+                    &up.meta(),
+                    &out.meta(),
+                ];
+                device::peer_ffn_forward(gpu, m, act, [r, s, zb, dn, u], o)
+            }
+        );
         let d =
             PeerFfnDims::from_shapes(&rows.shape, &scores.shape, &z.shape, &down.shape, &up.shape)?;
         check_out(OP, &out, "out", &[d.tokens, d.dv])?;
@@ -355,7 +470,7 @@ pub unsafe extern "C" fn ultramem_peer_ffn_backward(
     dscores: *mut DLTensor,
     ddown: *mut DLTensor,
     dup: *mut DLTensor,
-    _stream: *mut c_void,
+    stream: *mut c_void,
 ) -> i32 {
     const OP: &str = "peer_ffn";
     call(|| {
@@ -367,6 +482,26 @@ pub unsafe extern "C" fn ultramem_peer_ffn_backward(
         );
         views!(OP; rows, scores, z, down, up, dout, dz, dscores, ddown, dup);
         let act = activation(OP, activation_code)?;
+        on_cuda!(
+            stream,
+            [rows, scores, z, down, up, dout],
+            [dz, dscores, ddown, dup],
+            |gpu, [r, s, zb, dn, u, g], [o1, o2, o3, o4]| {
+                let m = [
+                    &rows.meta(),
+                    &scores.meta(),
+                    &z.meta(),
+                    &down.meta(),
+                    &up.meta(),
+                    &dout.meta(),
+                    &dz.meta(),
+                    &dscores.meta(),
+                    &ddown.meta(),
+                    &dup.meta(),
+                ];
+                device::peer_ffn_backward(gpu, m, act, [r, s, zb, dn, u, g], [o1, o2, o3, o4])
+            }
+        );
         let d =
             PeerFfnDims::from_shapes(&rows.shape, &scores.shape, &z.shape, &down.shape, &up.shape)?;
         check_out(OP, &dout, "dout", &[d.tokens, d.dv])?;
@@ -401,12 +536,22 @@ pub unsafe extern "C" fn ultramem_additive_topk_forward(
     k1: i64,
     idx: *mut DLTensor,
     score: *mut DLTensor,
-    _stream: *mut c_void,
+    stream: *mut c_void,
 ) -> i32 {
     const OP: &str = "additive_topk";
     call(|| {
         let (idx, score) = (idx.cast_const(), score.cast_const());
         views!(OP; q, keys, idx, score);
+        let top = count(OP, "k", k)?;
+        on_cuda!(
+            stream,
+            [q, keys],
+            [idx, score],
+            |gpu, [qb, kb], [ib, sb]| {
+                let m = [&q.meta(), &keys.meta(), &idx.meta(), &score.meta()];
+                device::additive_topk_forward(gpu, m, top, stage1(k1), [qb, kb], [ib, sb])
+            }
+        );
         let d =
             AdditiveTopkDims::from_shapes(&q.shape, &keys.shape, count(OP, "k", k)?, stage1(k1))?;
         let shape = [d.tokens, d.heads, d.k];
@@ -434,12 +579,28 @@ pub unsafe extern "C" fn ultramem_additive_topk_backward(
     dscore: *const DLTensor,
     dq: *mut DLTensor,
     dkeys: *mut DLTensor,
-    _stream: *mut c_void,
+    stream: *mut c_void,
 ) -> i32 {
     const OP: &str = "additive_topk";
     call(|| {
         let (dq, dkeys) = (dq.cast_const(), dkeys.cast_const());
         views!(OP; q, keys, idx, dscore, dq, dkeys);
+        on_cuda!(
+            stream,
+            [q, keys, idx, dscore],
+            [dq, dkeys],
+            |gpu, [qb, kb, ib, gb], [o1, o2]| {
+                let m = [
+                    &q.meta(),
+                    &keys.meta(),
+                    &idx.meta(),
+                    &dscore.meta(),
+                    &dq.meta(),
+                    &dkeys.meta(),
+                ];
+                device::additive_topk_backward(gpu, m, [qb, kb, ib, gb], [o1, o2])
+            }
+        );
         // k from idx; a stage-1 width that any forward with this k could have used.
         let k = idx.shape.get(2).copied().unwrap_or(0);
         let n = keys.shape.get(2).copied().unwrap_or(0);
@@ -480,12 +641,37 @@ pub unsafe extern "C" fn ultramem_tucker_topk_forward(
     k1: i64,
     idx: *mut DLTensor,
     score: *mut DLTensor,
-    _stream: *mut c_void,
+    stream: *mut c_void,
 ) -> i32 {
     const OP: &str = "tucker_topk";
     call(|| {
         let (idx, score) = (idx.cast_const(), score.cast_const());
         views!(OP; q, keys, cores, u, v, idx, score);
+        let top = count(OP, "m", m)?;
+        on_cuda!(
+            stream,
+            [q, keys, cores, u, v],
+            [idx, score],
+            |gpu, [qb, kb, cb, ub, vb], [ib, sb]| {
+                let metas = [
+                    &q.meta(),
+                    &keys.meta(),
+                    &cores.meta(),
+                    &u.meta(),
+                    &v.meta(),
+                    &idx.meta(),
+                    &score.meta(),
+                ];
+                device::tucker_topk_forward(
+                    gpu,
+                    metas,
+                    top,
+                    stage1(k1),
+                    [qb, kb, cb, ub, vb],
+                    [ib, sb],
+                )
+            }
+        );
         let shapes = [&q.shape[..], &keys.shape, &cores.shape, &u.shape, &v.shape];
         let d = TuckerTopkDims::from_shapes(shapes, count(OP, "m", m)?, stage1(k1))?;
         check_out(OP, &idx, "idx", &[d.tokens, d.heads, d.m])?;
@@ -522,12 +708,32 @@ pub unsafe extern "C" fn ultramem_tucker_topk_backward(
     dq: *mut DLTensor,
     dkeys: *mut DLTensor,
     dcores: *mut DLTensor,
-    _stream: *mut c_void,
+    stream: *mut c_void,
 ) -> i32 {
     const OP: &str = "tucker_topk";
     call(|| {
         let (dq, dkeys, dcores) = (dq.cast_const(), dkeys.cast_const(), dcores.cast_const());
         views!(OP; q, keys, cores, u, v, idx, dscore, dq, dkeys, dcores);
+        on_cuda!(
+            stream,
+            [q, keys, cores, u, v, idx, dscore],
+            [dq, dkeys, dcores],
+            |gpu, [qb, kb, cb, ub, vb, ib, gb], [o1, o2, o3]| {
+                let m = [
+                    &q.meta(),
+                    &keys.meta(),
+                    &cores.meta(),
+                    &u.meta(),
+                    &v.meta(),
+                    &idx.meta(),
+                    &dscore.meta(),
+                    &dq.meta(),
+                    &dkeys.meta(),
+                    &dcores.meta(),
+                ];
+                device::tucker_topk_backward(gpu, m, [qb, kb, cb, ub, vb, ib, gb], [o1, o2, o3])
+            }
+        );
         let m = idx.shape.get(2).copied().unwrap_or(0);
         let shapes = [&q.shape[..], &keys.shape, &cores.shape, &u.shape, &v.shape];
         let d = TuckerTopkDims::from_shapes(shapes, m, None)?;
@@ -564,7 +770,7 @@ pub unsafe extern "C" fn ultramem_index_map_forward(
     offset: u64,
     total_rows: u64,
     out: *mut DLTensor,
-    _stream: *mut c_void,
+    stream: *mut c_void,
 ) -> i32 {
     const OP: &str = "index_map";
     call(|| {
@@ -577,14 +783,40 @@ pub unsafe extern "C" fn ultramem_index_map_forward(
             expect_shape(OP, "shuffle", &shuffle.shape, &[("V", None)])?;
             Some(shuffle)
         };
+        let map = IndexMapConfig {
+            rows_per_layer,
+            offset,
+            total_rows,
+        };
+        let mut inputs = vec![&idx];
+        inputs.extend(shuffle.as_ref());
+        let mut all = inputs.clone();
+        all.push(&out);
+        if let Some(_ordinal) = dlpack::placement(&all)? {
+            dlpack::check_disjoint(&inputs, &[&out])?;
+            #[cfg(feature = "cuda")]
+            return cuda_call(_ordinal, stream, &inputs, &[&out], |gpu, ins, outs| {
+                let shuffle_meta = shuffle.as_ref().map(View::meta);
+                let table = shuffle_meta.as_ref().zip(ins.get(1));
+                device::index_map_forward(
+                    gpu,
+                    [&idx.meta(), &out.meta()],
+                    table,
+                    map,
+                    &ins[0],
+                    &mut outs[0],
+                )
+            });
+            #[cfg(not(feature = "cuda"))]
+            return Err(Error::BackendNotCompiled {
+                backend: crate::Backend::Cuda,
+                feature: "cuda",
+            });
+        }
         let d = IndexMapDims {
             len: idx.numel(),
             shuffle_len: shuffle.as_ref().map(View::numel),
-            map: IndexMapConfig {
-                rows_per_layer,
-                offset,
-                total_rows,
-            },
+            map,
         };
         d.check()?;
         check_out(OP, &out, "out", &idx.shape)?;
@@ -610,13 +842,16 @@ pub unsafe extern "C" fn ultramem_score_fn_forward(
     score: *const DLTensor,
     func: i32,
     out: *mut DLTensor,
-    _stream: *mut c_void,
+    stream: *mut c_void,
 ) -> i32 {
     const OP: &str = "score_fn";
     call(|| {
         let out = out.cast_const();
         views!(OP; score, out);
         let f = score_function(func)?;
+        on_cuda!(stream, [score], [out], |gpu, [sb], [o]| {
+            device::score_fn_run(gpu, [&score.meta(), &out.meta()], f, sb, None, o)
+        });
         let d = ScoreFnDims::from_shape(&score.shape)?;
         check_out(OP, &out, "out", &score.shape)?;
         let mut b = Borrows::default();
@@ -635,13 +870,23 @@ pub unsafe extern "C" fn ultramem_score_fn_backward(
     func: i32,
     dout: *const DLTensor,
     dscore: *mut DLTensor,
-    _stream: *mut c_void,
+    stream: *mut c_void,
 ) -> i32 {
     const OP: &str = "score_fn";
     call(|| {
         let dscore = dscore.cast_const();
         views!(OP; score, dout, dscore);
         let f = score_function(func)?;
+        on_cuda!(stream, [score, dout], [dscore], |gpu, [sb, gb], [o]| {
+            device::score_fn_run(
+                gpu,
+                [&score.meta(), &dscore.meta()],
+                f,
+                sb,
+                Some((&dout.meta(), gb)),
+                o,
+            )
+        });
         let d = ScoreFnDims::from_shape(&score.shape)?;
         check_out(OP, &dout, "dout", &score.shape)?;
         check_out(OP, &dscore, "dscore", &score.shape)?;

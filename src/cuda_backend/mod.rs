@@ -321,3 +321,98 @@ pub(crate) fn device(ordinal: usize) -> Result<Device> {
         inner: DeviceInner::Cuda(Arc::new(CudaDevice::open(ordinal)?)),
     })
 }
+
+/// Caller-owned device memory borrowed as `CudaSlice`s for one C ABI call. Dropping it leaks
+/// every borrowed slice back to a raw pointer (cudarc would otherwise free the caller's
+/// memory); as a guard it runs on every path out of the call, errors and panics included.
+#[cfg(feature = "abi")]
+struct Borrowed {
+    slices: Vec<CudaSlice<u8>>,
+    foreign: Vec<bool>,
+}
+
+#[cfg(feature = "abi")]
+impl Drop for Borrowed {
+    fn drop(&mut self) {
+        for (slice, foreign) in self.slices.drain(..).zip(&self.foreign) {
+            if *foreign {
+                let _ = slice.leak();
+            }
+        }
+    }
+}
+
+/// One cached device per ordinal for the C ABI (module loads are per device).
+#[cfg(feature = "abi")]
+pub(crate) fn abi_device(ordinal: usize) -> Result<Arc<CudaDevice>> {
+    static DEVICES: Mutex<Vec<(usize, Arc<CudaDevice>)>> = Mutex::new(Vec::new());
+    let mut devices = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, d)) = devices.iter().find(|(o, _)| *o == ordinal) {
+        return Ok(d.clone());
+    }
+    let d = Arc::new(CudaDevice::open(ordinal)?);
+    devices.push((ordinal, d.clone()));
+    Ok(d)
+}
+
+impl CudaDevice {
+    /// Runs `body` over caller-owned device memory `regions` (address, bytes), ordered after
+    /// the work the caller queued on `stream` and before what it queues next: an event recorded
+    /// on the caller's stream is waited on by ours before `body`, and one recorded on ours
+    /// after `body` is waited on by the caller's. A null `stream` is the legacy default
+    /// stream, which is ours too, so no events are needed. Empty regions get a small buffer of
+    /// our own (never read: the kernels skip empty ranges).
+    ///
+    /// # Safety
+    /// Each region is a live allocation of this device's primary context (the one CUDA's
+    /// runtime, and so PyTorch, uses), at least `bytes` long, that nothing else writes during
+    /// the call; `stream` is null or a stream of that context.
+    #[cfg(feature = "abi")]
+    pub(crate) unsafe fn with_foreign<R>(
+        &self,
+        stream: *mut std::ffi::c_void,
+        regions: &[(u64, usize)],
+        body: impl FnOnce(&CudaDevice, &mut [CudaSlice<u8>]) -> Result<R>,
+    ) -> Result<R> {
+        use cudarc::driver::{result, sys};
+        let foreign = stream as sys::CUstream;
+        if !foreign.is_null() {
+            let ready = self.ctx.new_event(None).map_err(driver_error)?;
+            // SAFETY: `foreign` is a stream of this context (the caller's contract); recording
+            // an event we own on it only enqueues a marker.
+            unsafe { result::event::record(ready.cu_event(), foreign) }.map_err(driver_error)?;
+            self.stream.wait(&ready).map_err(driver_error)?;
+        }
+        let mut borrowed = Borrowed {
+            slices: Vec::with_capacity(regions.len()),
+            foreign: Vec::with_capacity(regions.len()),
+        };
+        for &(ptr, bytes) in regions {
+            let slice = if bytes == 0 {
+                self.alloc(4, crate::gpu::Fill::Zero)?
+            } else {
+                // SAFETY: a live allocation of at least `bytes` bytes in this context (the
+                // caller's contract); `Borrowed` leaks it instead of freeing it.
+                unsafe { self.stream.upgrade_device_ptr::<u8>(ptr, bytes) }
+            };
+            borrowed.foreign.push(bytes > 0);
+            borrowed.slices.push(slice);
+        }
+        let outcome = body(self, &mut borrowed.slices);
+        drop(borrowed);
+        if !foreign.is_null() {
+            let done = self.ctx.new_event(None).map_err(driver_error)?;
+            done.record(&self.stream).map_err(driver_error)?;
+            // SAFETY: as above; the caller's stream waits for our event.
+            unsafe {
+                result::stream::wait_event(
+                    foreign,
+                    done.cu_event(),
+                    sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT,
+                )
+            }
+            .map_err(driver_error)?;
+        }
+        outcome
+    }
+}

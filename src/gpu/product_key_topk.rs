@@ -415,7 +415,7 @@ pub fn backward<G: Gpu>(
 }
 
 /// `[H, 2, R]`: u then v for each head, assembled on the device.
-fn proxy_of<G: TensorGpu>(
+pub(crate) fn proxy_of<G: Gpu>(
     gpu: &G,
     heads: usize,
     rank: usize,
@@ -464,7 +464,7 @@ fn tucker_proxy<G: TensorGpu, K: Float>(
     )
 }
 
-fn ones<G: Gpu>(gpu: &G, len: usize) -> Result<G::Buffer> {
+pub(crate) fn ones<G: Gpu>(gpu: &G, len: usize) -> Result<G::Buffer> {
     gpu.upload(bytemuck::cast_slice(&vec![1.0f32; len.max(1)]))
 }
 

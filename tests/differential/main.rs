@@ -2,6 +2,8 @@
 //! proptest. One binary; each backend is opened once. A backend that is not there is skipped with
 //! a line on stderr, or fails the run when `ULTRAMEM_REQUIRE_WGPU=1` / `ULTRAMEM_REQUIRE_CUDA=1`.
 
+#[cfg(feature = "abi")]
+mod abi_device;
 mod common;
 mod deferred;
 mod index_map;
