@@ -5,7 +5,9 @@
 //! library is missing) and returns a typed error instead. Modules are loaded once per kernel
 //! file and cached; buffers are untyped `CudaSlice<u8>`s on the context's default stream.
 //!
-//! This module and the `DeviceRepr` impl below are the crate's only `unsafe` code.
+//! The crate's `unsafe` lives in two places: this module (cudarc's kernel launch, the
+//! `DeviceRepr` impl below, and borrowing a C ABI caller's device memory in `with_foreign`) and
+//! `abi/dlpack.rs` (reading a C ABI caller's host descriptors and memory).
 #![allow(
     unsafe_code,
     reason = "the launch module: cudarc's kernel launch and its argument types are unsafe"

@@ -5,20 +5,13 @@
 //! O(1) error, so the bound is loose: f32 rounding of short sums, 1e-4·(1 + |expected|).
 //! Outputs are poisoned before the call, so an unwritten element fails.
 
+use crate::common::normals;
 use crate::interp::{Buf, Interp};
 use ultramem::abi::device::{self, Meta};
 use ultramem::abi::dlpack::Elem;
 use ultramem::reference;
 use ultramem::rng::SplitMix64;
 use ultramem::*;
-
-fn normals(seed: u64, len: usize) -> Vec<f32> {
-    SplitMix64::new(seed)
-        .normals(len, 1.0)
-        .into_iter()
-        .map(|v| v as f32)
-        .collect()
-}
 
 fn rows(seed: u64, len: usize, bound: u32) -> Vec<u32> {
     let mut r = SplitMix64::new(seed);
@@ -57,9 +50,9 @@ fn gather_and_peer_through_the_abi_device_path() {
     let ip = Interp::new();
     let (t, m, cn, n, dv, dp) = (3usize, 4usize, 2usize, 9usize, 6usize, 5usize);
     let r = rows(1, t * m, n as u32);
-    let w = normals(2, t * m * cn);
-    let table = normals(3, n * dv);
-    let dout = normals(4, t * dv);
+    let w = normals(2, t * m * cn, 1.0);
+    let table = normals(3, n * dv, 1.0);
+    let dout = normals(4, t * dv, 1.0);
     let rb = ip.upload_pod(&r);
     let wb = ip.upload_pod(&w);
     let dob = ip.upload_pod(&dout);
@@ -106,9 +99,9 @@ fn gather_and_peer_through_the_abi_device_path() {
 
     // PEER, f32 tables, gelu.
     const PEER: &str = "peer_ffn";
-    let z = normals(5, t * dp);
-    let down = normals(6, n * dp);
-    let up = normals(7, n * dv);
+    let z = normals(5, t * dp, 1.0);
+    let down = normals(6, n * dp, 1.0);
+    let up = normals(7, n * dv, 1.0);
     let (zb, db, ub) = (ip.upload_pod(&z), ip.upload_pod(&down), ip.upload_pod(&up));
     let pm = [
         meta(PEER, "rows", &[t, m], Elem::U32),
@@ -176,8 +169,8 @@ fn topk_index_map_and_score_fn_through_the_abi_device_path() {
     // Additive: T 3, H 2, Dk 6, n 7, k 4 (K1 = k).
     const ADD: &str = "additive_topk";
     let (t, h, dk, n, k) = (3usize, 2usize, 6usize, 7usize, 4usize);
-    let q = normals(11, t * h * dk);
-    let keys = normals(12, h * 2 * n * dk / 2);
+    let q = normals(11, t * h * dk, 1.0);
+    let keys = normals(12, h * 2 * n * dk / 2, 1.0);
     let (qb, kb) = (ip.upload_pod(&q), ip.upload_pod(&keys));
     let am = [
         meta(ADD, "q", &[t, h, dk], Elem::F32),
@@ -208,7 +201,7 @@ fn topk_index_map_and_score_fn_through_the_abi_device_path() {
     let (want_i, want_s) = reference::additive_topk::forward(&ad, &q, &keys).unwrap();
     assert_eq!(ip.read_u32(&ib, t * h * k), want_i, "additive idx");
     close("additive score", &ip.read_f32(&sb, t * h * k), &want_s);
-    let dscore = normals(13, t * h * k);
+    let dscore = normals(13, t * h * k, 1.0);
     let gb = ip.upload_pod(&dscore);
     let (mut dq, mut dkk) = (poisoned(&ip, q.len()), poisoned(&ip, keys.len()));
     device::additive_topk_backward(
@@ -226,9 +219,9 @@ fn topk_index_map_and_score_fn_through_the_abi_device_path() {
     // Tucker: T 2, H 1, R 2, Dk 4, n 6, Cn 2, m 5.
     const TUCK: &str = "tucker_topk";
     let (t, h, r, dk, n, cn, top) = (2usize, 1usize, 2usize, 4usize, 6usize, 2usize, 5usize);
-    let q = normals(21, t * h * 2 * r * dk);
-    let keys = normals(22, h * 2 * r * n * dk);
-    let cores = normals(23, h * cn * r * r);
+    let q = normals(21, t * h * 2 * r * dk, 1.0);
+    let keys = normals(22, h * 2 * r * n * dk, 1.0);
+    let cores = normals(23, h * cn * r * r, 1.0);
     let (u, v) = ultramem::layer::tucker_proxy::tucker_proxy(&cores, h, cn, r, None).unwrap();
     let (u, v): (Vec<f32>, Vec<f32>) = (
         u.iter().map(|&x| x as f32).collect(),
@@ -271,7 +264,7 @@ fn topk_index_map_and_score_fn_through_the_abi_device_path() {
     let (want_i, want_s) = reference::tucker_topk::forward(&td, &q, &keys, &cores, &u, &v).unwrap();
     assert_eq!(ip.read_u32(&ib, t * h * top), want_i, "tucker idx");
     close("tucker score", &ip.read_f32(&sb, t * h * top * cn), &want_s);
-    let dscore = normals(24, t * h * top * cn);
+    let dscore = normals(24, t * h * top * cn, 1.0);
     let gb = ip.upload_pod(&dscore);
     let mut outs = [
         poisoned(&ip, q.len()),
@@ -331,8 +324,8 @@ fn topk_index_map_and_score_fn_through_the_abi_device_path() {
 
     // Softmax forward and backward over [T 2, H 1, k 5, Cn 2].
     const SF: &str = "score_fn";
-    let x = normals(41, 20);
-    let dy = normals(42, 20);
+    let x = normals(41, 20, 1.0);
+    let dy = normals(42, 20, 1.0);
     let (xb, gb) = (ip.upload_pod(&x), ip.upload_pod(&dy));
     let shape = [2usize, 1, 5, 2];
     let (xm, om) = (

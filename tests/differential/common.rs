@@ -72,6 +72,15 @@ pub fn cases(default: u32) -> proptest::test_runner::Config {
     proptest::test_runner::Config::with_cases(n)
 }
 
+/// `len` normal draws of standard deviation `std` from `seed`, as f32.
+pub fn normals(seed: u64, len: usize, std: f64) -> Vec<f32> {
+    ultramem::rng::SplitMix64::new(seed)
+        .normals(len, std)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
+}
+
 /// f32 unit roundoff.
 pub const U32: f64 = 1.0 / (1u64 << 24) as f64;
 

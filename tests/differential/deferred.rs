@@ -3,19 +3,10 @@
 //! still reported — by `check_errors`, as the first queued error, with the immediate mode's
 //! position and index.
 
-use crate::common::{cuda, wgpu};
+use crate::common::{cuda, normals, wgpu};
 use ultramem::layer::init::{init_params, InitScheme};
 use ultramem::layer::{UltraMemV2Config, UltraMemV2Layer};
-use ultramem::rng::SplitMix64;
 use ultramem::*;
-
-fn normals(seed: u64, len: usize) -> Vec<f32> {
-    SplitMix64::new(seed)
-        .normals(len, 1.0)
-        .into_iter()
-        .map(|v| v as f32)
-        .collect()
-}
 
 /// Output and every gradient of one forward + backward (immediate checks), on the host.
 fn layer_step(
@@ -39,8 +30,8 @@ fn check(dev: &Device) {
     let cfg = UltraMemV2Config::new(64, 32, 16, 8, 16, 32);
     let (p, _) = init_params(&cfg, InitScheme::ReleasedCode, 4).unwrap();
     let layer = UltraMemV2Layer::new(dev, &cfg, &p).unwrap();
-    let x = Tensor::from_vec(dev, &[5, 64], normals(1, 5 * 64)).unwrap();
-    let dout = Tensor::from_vec(dev, &[5, 64], normals(2, 5 * 64)).unwrap();
+    let x = Tensor::from_vec(dev, &[5, 64], normals(1, 5 * 64, 1.0)).unwrap();
+    let dout = Tensor::from_vec(dev, &[5, 64], normals(2, 5 * 64, 1.0)).unwrap();
     let immediate = layer_step(dev, &layer, &x, &dout);
 
     dev.set_deferred_checks(true);
@@ -61,9 +52,9 @@ fn check(dev: &Device) {
     assert_eq!(deferred, immediate, "deferred checks changed a result");
 
     // A bad row, then a good op: the error surfaces at check_errors, as in immediate mode.
-    let table = Tensor::from_vec(dev, &[4, 2], normals(3, 8)).unwrap();
+    let table = Tensor::from_vec(dev, &[4, 2], normals(3, 8, 1.0)).unwrap();
     let rows = Tensor::from_vec(dev, &[2, 3], vec![0u32, 1, 2, 3, 9, 1]).unwrap();
-    let w = Tensor::from_vec(dev, &[2, 3, 1], normals(4, 6)).unwrap();
+    let w = Tensor::from_vec(dev, &[2, 3, 1], normals(4, 6, 1.0)).unwrap();
     let args = WeightedGatherArgs {
         rows: &rows,
         weights: &w,
@@ -96,7 +87,7 @@ fn check(dev: &Device) {
     dev.check_errors().unwrap(); // reported once
 
     // A non-finite query reaches the layer's top-k: reported by synchronize too.
-    let mut bad = normals(1, 5 * 64);
+    let mut bad = normals(1, 5 * 64, 1.0);
     bad[70] = f32::NAN;
     let xb = Tensor::from_vec(dev, &[5, 64], bad).unwrap();
     assert!(layer.forward(&xb).is_ok(), "queued, not checked");

@@ -14,22 +14,13 @@
 
 use std::cell::Cell;
 
-use crate::common::{cuda, wgpu};
+use crate::common::{cuda, normals, wgpu};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use ultramem::layer::init::{init_params, InitScheme};
 use ultramem::layer::{QueryMode, UltraMemV2Config, UltraMemV2Layer, UltraMemV2Params};
 use ultramem::reference::ultramem_v2_layer as reference;
-use ultramem::rng::SplitMix64;
 use ultramem::*;
-
-fn normals(seed: u64, len: usize, std: f64) -> Vec<f32> {
-    SplitMix64::new(seed)
-        .normals(len, std)
-        .into_iter()
-        .map(|v| v as f32)
-        .collect()
-}
 
 /// `|a − b| ≤ 2e-4 · max|b|` elementwise.
 fn assert_close(what: &str, got: &[f32], want: &[f64]) {
