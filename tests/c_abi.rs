@@ -222,6 +222,18 @@ fn bad_descriptors_are_typed_errors_with_the_crates_message() {
             "device type 7",
         ),
         (
+            "absurd ndim",
+            |d| d[1].t.ndim = 1 << 20,
+            ULTRAMEM_ERR_INVALID_ARGUMENT,
+            "ndim 1048576 (at most 8)",
+        ),
+        (
+            "negative ndim",
+            |d| d[1].t.ndim = -1,
+            ULTRAMEM_ERR_INVALID_ARGUMENT,
+            "ndim -1",
+        ),
+        (
             "rank-1 rows",
             |d| d[0].t.ndim = 1,
             ULTRAMEM_ERR_SHAPE,

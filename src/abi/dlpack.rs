@@ -15,6 +15,9 @@ use half::{bf16, f16};
 use crate::device::Backend;
 use crate::error::{Error, Result};
 
+/// The most dimensions a descriptor may claim (the ops' tensors have at most 5).
+pub const MAX_NDIM: usize = 8;
+
 /// `DLDeviceType::kDLCPU`.
 pub const DL_CPU: i32 = 1;
 /// `DLDeviceType::kDLCUDA`.
@@ -179,8 +182,12 @@ impl View {
         let Some(t) = (unsafe { tensor.as_ref() }) else {
             return Err(invalid(op, arg, "null pointer"));
         };
-        let ndim =
-            usize::try_from(t.ndim).map_err(|_| invalid(op, arg, format!("ndim {}", t.ndim)))?;
+        // No op takes more than 5 dimensions; a larger `ndim` is a garbage descriptor, refused
+        // before `shape` is read for that many entries.
+        let ndim = usize::try_from(t.ndim)
+            .ok()
+            .filter(|&n| n <= MAX_NDIM)
+            .ok_or_else(|| invalid(op, arg, format!("ndim {} (at most {MAX_NDIM})", t.ndim)))?;
         if ndim > 0 && t.shape.is_null() {
             return Err(invalid(op, arg, "null shape pointer"));
         }
