@@ -11,7 +11,10 @@ use super::dlpack::Elem;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::peer_ffn::PeerBuffers;
-use crate::gpu::product_key_topk::{ones, proxy_of, TopkBuffers, TopkShape};
+use crate::gpu::product_key_topk::{
+    additive_backward_buffers, additive_forward_buffers, tucker_backward_buffers,
+    tucker_forward_buffers, TuckerBuffers,
+};
 use crate::gpu::weighted_gather::GatherBuffers;
 use crate::gpu::{self, Gpu};
 use crate::ops::expect_shape;
@@ -247,14 +250,7 @@ pub fn additive_topk_forward<G: Gpu>(
     idx.exactly(&shape)?.indices()?;
     score.exactly(&shape)?.f32()?;
     q.f32()?;
-    let (proxy, cores) = (ones(gpu, d.heads * 2)?, ones(gpu, 1)?);
-    let b = TopkBuffers {
-        q: qb,
-        keys: kb,
-        proxy: &proxy,
-        cores: &cores,
-    };
-    let (i, s) = gpu::product_key_topk::forward(gpu, &TopkShape::additive(&d), keys.table()?, &b)?;
+    let (i, s) = additive_forward_buffers(gpu, &d, keys.table()?, qb, kb)?;
     copy_out(gpu, &i, idx_buf, idx)?;
     copy_out(gpu, &s, score_buf, score)
 }
@@ -278,17 +274,9 @@ pub fn additive_topk_backward<G: Gpu>(
     dq.exactly(&q.shape)?.f32()?;
     dkeys.exactly(&keys.shape)?.f32()?;
     q.f32()?;
-    let (proxy, cores) = (ones(gpu, d.heads * 2)?, ones(gpu, 1)?);
-    let b = TopkBuffers {
-        q: qb,
-        keys: kb,
-        proxy: &proxy,
-        cores: &cores,
-    };
-    let s = TopkShape::additive(&d);
-    let g = gpu::product_key_topk::backward(gpu, &s, keys.table()?, MODE, &b, ib, gb)?;
-    copy_out(gpu, &g.dq, dq_buf, dq)?;
-    copy_out(gpu, &g.dkeys, dk_buf, dkeys)
+    let (gq, gk) = additive_backward_buffers(gpu, &d, keys.table()?, MODE, qb, kb, ib, gb)?;
+    copy_out(gpu, &gq, dq_buf, dq)?;
+    copy_out(gpu, &gk, dk_buf, dkeys)
 }
 
 fn tucker_dims(m: [&Meta; 5], top: usize, k1: Option<usize>) -> Result<TuckerTopkDims> {
@@ -318,14 +306,14 @@ pub fn tucker_topk_forward<G: Gpu>(
     let d = tucker_dims([q, keys, cores, u, v], top, k1)?;
     idx.exactly(&[d.tokens, d.heads, d.m])?.indices()?;
     score.exactly(&[d.tokens, d.heads, d.m, d.cores])?.f32()?;
-    let proxy = proxy_of(gpu, d.heads, d.rank, ub, vb)?;
-    let b = TopkBuffers {
+    let b = TuckerBuffers {
         q: qb,
         keys: kb,
-        proxy: &proxy,
         cores: cb,
+        u: ub,
+        v: vb,
     };
-    let (i, s) = gpu::product_key_topk::forward(gpu, &TopkShape::tucker(&d), keys.table()?, &b)?;
+    let (i, s) = tucker_forward_buffers(gpu, &d, keys.table()?, &b)?;
     copy_out(gpu, &i, idx_buf, idx)?;
     copy_out(gpu, &s, score_buf, score)
 }
@@ -349,22 +337,17 @@ pub fn tucker_topk_backward<G: Gpu>(
     dq.exactly(&q.shape)?.f32()?;
     dkeys.exactly(&keys.shape)?.f32()?;
     dcores.exactly(&cores.shape)?.f32()?;
-    let proxy = proxy_of(gpu, d.heads, d.rank, ub, vb)?;
-    let b = TopkBuffers {
+    let b = TuckerBuffers {
         q: qb,
         keys: kb,
-        proxy: &proxy,
         cores: cb,
+        u: ub,
+        v: vb,
     };
-    let s = TopkShape::tucker(&d);
-    let g = gpu::product_key_topk::backward(gpu, &s, keys.table()?, MODE, &b, ib, gb)?;
-    let dc = g.dcores.ok_or_else(|| Error::Backend {
-        backend: G::BACKEND,
-        source: "the Tucker backward returned no dcores".into(),
-    })?;
-    copy_out(gpu, &g.dq, dq_buf, dq)?;
-    copy_out(gpu, &g.dkeys, dk_buf, dkeys)?;
-    copy_out(gpu, &dc, dc_buf, dcores)
+    let (gq, gk, gc) = tucker_backward_buffers(gpu, &d, keys.table()?, MODE, &b, ib, gb)?;
+    copy_out(gpu, &gq, dq_buf, dq)?;
+    copy_out(gpu, &gk, dk_buf, dkeys)?;
+    copy_out(gpu, &gc, dc_buf, dcores)
 }
 
 /// Index map: metas `[idx, shuffle (optional), out]`.

@@ -415,7 +415,7 @@ pub fn backward<G: Gpu>(
 }
 
 /// `[H, 2, R]`: u then v for each head, assembled on the device.
-pub(crate) fn proxy_of<G: Gpu>(
+fn proxy_of<G: Gpu>(
     gpu: &G,
     heads: usize,
     rank: usize,
@@ -431,41 +431,101 @@ pub(crate) fn proxy_of<G: Gpu>(
     Ok(proxy)
 }
 
-/// The buffers of one top-k call: the op's own `q` and `keys` with the proxy and cores it
-/// supplies (ones for the additive path, `(u, v)` and the cores for Tucker).
-fn buffers<'a, G: TensorGpu, K: Float>(
-    op: &'static str,
-    q: &'a Tensor<f32>,
-    keys: &'a Tensor<K>,
-    proxy: &'a G::Buffer,
-    cores: &'a G::Buffer,
-) -> Result<TopkBuffers<'a, G::Buffer>> {
-    Ok(TopkBuffers {
-        q: G::buffer(op, "q", q)?,
-        keys: G::buffer(op, "keys", keys)?,
-        proxy,
-        cores,
-    })
-}
-
-/// The Tucker stage-1 proxy `[H, 2, R]`: `u` for the row side, `v` for the column side.
-fn tucker_proxy<G: TensorGpu, K: Float>(
-    gpu: &G,
-    args: &TuckerTopkArgs<'_, K>,
-    d: &TuckerTopkDims,
-) -> Result<G::Buffer> {
-    const OP: &str = "tucker_topk";
-    proxy_of(
-        gpu,
-        d.heads,
-        d.rank,
-        G::buffer(OP, "u", args.u)?,
-        G::buffer(OP, "v", args.v)?,
-    )
-}
-
-pub(crate) fn ones<G: Gpu>(gpu: &G, len: usize) -> Result<G::Buffer> {
+fn ones<G: Gpu>(gpu: &G, len: usize) -> Result<G::Buffer> {
     gpu.upload(bytemuck::cast_slice(&vec![1.0f32; len.max(1)]))
+}
+
+/// The additive op on device buffers `q`, `keys` (of `dtype`): `(idx, score)`. The proxy and
+/// core of the common layout are ones.
+pub(crate) fn additive_forward_buffers<G: Gpu>(
+    gpu: &G,
+    d: &AdditiveTopkDims,
+    dtype: DType,
+    q: &G::Buffer,
+    keys: &G::Buffer,
+) -> Result<(G::Buffer, G::Buffer)> {
+    let (proxy, cores) = (ones(gpu, d.heads * 2)?, ones(gpu, 1)?);
+    let b = TopkBuffers {
+        q,
+        keys,
+        proxy: &proxy,
+        cores: &cores,
+    };
+    forward(gpu, &TopkShape::additive(d), dtype, &b)
+}
+
+/// The additive backward on device buffers: `(dq, dkeys)`.
+#[allow(clippy::too_many_arguments, reason = "one buffer per tensor of the op")]
+pub(crate) fn additive_backward_buffers<G: Gpu>(
+    gpu: &G,
+    d: &AdditiveTopkDims,
+    dtype: DType,
+    mode: BackwardMode,
+    q: &G::Buffer,
+    keys: &G::Buffer,
+    idx: &G::Buffer,
+    dscore: &G::Buffer,
+) -> Result<(G::Buffer, G::Buffer)> {
+    let (proxy, cores) = (ones(gpu, d.heads * 2)?, ones(gpu, 1)?);
+    let b = TopkBuffers {
+        q,
+        keys,
+        proxy: &proxy,
+        cores: &cores,
+    };
+    let g = backward(gpu, &TopkShape::additive(d), dtype, mode, &b, idx, dscore)?;
+    Ok((g.dq, g.dkeys))
+}
+
+/// The device buffers of one Tucker call, in the op's own layout.
+pub(crate) struct TuckerBuffers<'a, B> {
+    pub q: &'a B,
+    pub keys: &'a B,
+    pub cores: &'a B,
+    pub u: &'a B,
+    pub v: &'a B,
+}
+
+/// The Tucker op on device buffers (keys of `dtype`): `(idx, score)`.
+pub(crate) fn tucker_forward_buffers<G: Gpu>(
+    gpu: &G,
+    d: &TuckerTopkDims,
+    dtype: DType,
+    t: &TuckerBuffers<'_, G::Buffer>,
+) -> Result<(G::Buffer, G::Buffer)> {
+    let proxy = proxy_of(gpu, d.heads, d.rank, t.u, t.v)?;
+    let b = TopkBuffers {
+        q: t.q,
+        keys: t.keys,
+        proxy: &proxy,
+        cores: t.cores,
+    };
+    forward(gpu, &TopkShape::tucker(d), dtype, &b)
+}
+
+/// The Tucker backward on device buffers: `(dq, dkeys, dcores)`.
+pub(crate) fn tucker_backward_buffers<G: Gpu>(
+    gpu: &G,
+    d: &TuckerTopkDims,
+    dtype: DType,
+    mode: BackwardMode,
+    t: &TuckerBuffers<'_, G::Buffer>,
+    idx: &G::Buffer,
+    dscore: &G::Buffer,
+) -> Result<(G::Buffer, G::Buffer, G::Buffer)> {
+    let proxy = proxy_of(gpu, d.heads, d.rank, t.u, t.v)?;
+    let b = TopkBuffers {
+        q: t.q,
+        keys: t.keys,
+        proxy: &proxy,
+        cores: t.cores,
+    };
+    let g = backward(gpu, &TopkShape::tucker(d), dtype, mode, &b, idx, dscore)?;
+    let dcores = g.dcores.ok_or_else(|| Error::Backend {
+        backend: G::BACKEND,
+        source: "the Tucker backward returned no dcores".into(),
+    })?;
+    Ok((g.dq, g.dkeys, dcores))
 }
 
 pub(crate) fn additive_forward<G: TensorGpu, K: Float>(
@@ -474,10 +534,11 @@ pub(crate) fn additive_forward<G: TensorGpu, K: Float>(
     d: &AdditiveTopkDims,
 ) -> Result<TopkOutput> {
     const OP: &str = "additive_topk";
-    let s = TopkShape::additive(d);
-    let (proxy, cores) = (ones(gpu.as_ref(), d.heads * 2)?, ones(gpu.as_ref(), 1)?);
-    let b = buffers::<G, K>(OP, args.q, args.keys, &proxy, &cores)?;
-    let (idx, score) = forward(gpu.as_ref(), &s, K::DTYPE, &b)?;
+    let (q, keys) = (
+        G::buffer(OP, "q", args.q)?,
+        G::buffer(OP, "keys", args.keys)?,
+    );
+    let (idx, score) = additive_forward_buffers(gpu.as_ref(), d, K::DTYPE, q, keys)?;
     Ok(TopkOutput {
         idx: gpu.wrap(&[d.tokens, d.heads, d.k], idx)?,
         score: gpu.wrap(&[d.tokens, d.heads, d.k], score)?,
@@ -493,21 +554,32 @@ pub(crate) fn additive_backward<G: TensorGpu, K: Float>(
     d: &AdditiveTopkDims,
 ) -> Result<AdditiveTopkGrads> {
     const OP: &str = "additive_topk";
-    let s = TopkShape::additive(d);
-    let (proxy, cores) = (ones(gpu.as_ref(), d.heads * 2)?, ones(gpu.as_ref(), 1)?);
-    let b = buffers::<G, K>(OP, args.q, args.keys, &proxy, &cores)?;
-    let g = backward(
+    let (dq, dkeys) = additive_backward_buffers(
         gpu.as_ref(),
-        &s,
+        d,
         K::DTYPE,
         mode,
-        &b,
+        G::buffer(OP, "q", args.q)?,
+        G::buffer(OP, "keys", args.keys)?,
         G::buffer(OP, "idx", idx)?,
         G::buffer(OP, "dscore", dscore)?,
     )?;
     Ok(AdditiveTopkGrads {
-        dq: gpu.wrap(args.q.shape(), g.dq)?,
-        dkeys: gpu.wrap(args.keys.shape(), g.dkeys)?,
+        dq: gpu.wrap(args.q.shape(), dq)?,
+        dkeys: gpu.wrap(args.keys.shape(), dkeys)?,
+    })
+}
+
+fn tucker_buffers<'a, G: TensorGpu, K: Float>(
+    args: &TuckerTopkArgs<'a, K>,
+) -> Result<TuckerBuffers<'a, G::Buffer>> {
+    const OP: &str = "tucker_topk";
+    Ok(TuckerBuffers {
+        q: G::buffer(OP, "q", args.q)?,
+        keys: G::buffer(OP, "keys", args.keys)?,
+        cores: G::buffer(OP, "cores", args.cores)?,
+        u: G::buffer(OP, "u", args.u)?,
+        v: G::buffer(OP, "v", args.v)?,
     })
 }
 
@@ -516,12 +588,8 @@ pub(crate) fn tucker_forward<G: TensorGpu, K: Float>(
     args: &TuckerTopkArgs<'_, K>,
     d: &TuckerTopkDims,
 ) -> Result<TopkOutput> {
-    const OP: &str = "tucker_topk";
-    let s = TopkShape::tucker(d);
-    let proxy = tucker_proxy(gpu.as_ref(), args, d)?;
-    let cores = G::buffer(OP, "cores", args.cores)?;
-    let b = buffers::<G, K>(OP, args.q, args.keys, &proxy, cores)?;
-    let (idx, score) = forward(gpu.as_ref(), &s, K::DTYPE, &b)?;
+    let b = tucker_buffers::<G, K>(args)?;
+    let (idx, score) = tucker_forward_buffers(gpu.as_ref(), d, K::DTYPE, &b)?;
     Ok(TopkOutput {
         idx: gpu.wrap(&[d.tokens, d.heads, d.m], idx)?,
         score: gpu.wrap(&[d.tokens, d.heads, d.m, d.cores], score)?,
@@ -537,26 +605,19 @@ pub(crate) fn tucker_backward<G: TensorGpu, K: Float>(
     d: &TuckerTopkDims,
 ) -> Result<TuckerTopkGrads> {
     const OP: &str = "tucker_topk";
-    let s = TopkShape::tucker(d);
-    let proxy = tucker_proxy(gpu.as_ref(), args, d)?;
-    let cores = G::buffer(OP, "cores", args.cores)?;
-    let b = buffers::<G, K>(OP, args.q, args.keys, &proxy, cores)?;
-    let g = backward(
+    let b = tucker_buffers::<G, K>(args)?;
+    let (dq, dkeys, dcores) = tucker_backward_buffers(
         gpu.as_ref(),
-        &s,
+        d,
         K::DTYPE,
         mode,
         &b,
         G::buffer(OP, "idx", idx)?,
         G::buffer(OP, "dscore", dscore)?,
     )?;
-    let dcores = g.dcores.ok_or_else(|| Error::Backend {
-        backend: G::BACKEND,
-        source: "the Tucker backward returned no dcores".into(),
-    })?;
     Ok(TuckerTopkGrads {
-        dq: gpu.wrap(args.q.shape(), g.dq)?,
-        dkeys: gpu.wrap(args.keys.shape(), g.dkeys)?,
+        dq: gpu.wrap(args.q.shape(), dq)?,
+        dkeys: gpu.wrap(args.keys.shape(), dkeys)?,
         dcores: gpu.wrap(args.cores.shape(), dcores)?,
     })
 }
