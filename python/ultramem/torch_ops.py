@@ -85,26 +85,26 @@ def _stream(t):
     return None
 
 
-def _run(fn, tensors, scalars, outputs, stream):
-    """Calls ``fn(*tensors-before-scalars..., scalars..., outputs..., stream)`` in ABI order.
-
-    ``tensors`` and ``outputs`` are lists whose ``None`` entries pass a null pointer; the
-    capsules stay referenced until the call returns.
-    """
-    caps = [None if t is None else to_dlpack(t) for t in tensors]
-    outs = [to_dlpack(t) for t in outputs]
-    args = [None if c is None else dltensor(c) for c in caps]
-    args += scalars
-    args += [dltensor(c) for c in outs]
-    args.append(stream)
-    check(fn(*args))
+def _call(fn, *args):
+    """Calls the ABI function ``fn`` with ``args`` in its order: each tensor passed as the
+    ``DLTensor*`` of its DLPack capsule (kept alive until the call returns), ``None`` as a null
+    pointer, anything else as it is."""
+    keep = []
+    ptrs = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            keep.append(to_dlpack(a))
+            ptrs.append(dltensor(keep[-1]))
+        else:
+            ptrs.append(a)
+    check(fn(*ptrs))
 
 
 # --- weighted gather -------------------------------------------------------------------------
 
 
 def _weighted_gather(rows, weights, table):
-    # Written out rather than through _run: this is the op whose per-call overhead is measured
+    # Written out rather than through _call: this is the op whose per-call overhead is measured
     # (benches/python_overhead.py), and every Python-level step here costs ~0.3-1 us.
     shape = (rows.shape[0], table.shape[-1]) if rows.dim() == 2 and table.dim() == 2 else (0,)
     out = torch.empty(
@@ -122,13 +122,7 @@ def _weighted_gather(rows, weights, table):
 def _weighted_gather_backward(rows, weights, table, dout):
     dw = _grad_like(weights)
     dt = _grad_like(table)
-    _run(
-        lib.ultramem_weighted_gather_backward,
-        [rows, weights, table, dout],
-        [],
-        [dw, dt],
-        _stream(table),
-    )
+    _call(lib.ultramem_weighted_gather_backward, rows, weights, table, dout, dw, dt, _stream(table))
     return dw, dt
 
 
@@ -143,32 +137,17 @@ def _peer_ffn(rows, scores, z, down, up, activation=0):
     out = torch.empty(
         _peer_out_shape(rows, up), dtype=_promote(scores, z, down, up), device=z.device
     )
-    _run(
-        lib.ultramem_peer_ffn_forward,
-        [rows, scores, z, down, up],
-        [activation],
-        [out],
-        _stream(z),
-    )
+    _call(lib.ultramem_peer_ffn_forward, rows, scores, z, down, up, activation, out, _stream(z))
     return out
 
 
 def _peer_ffn_backward(rows, scores, z, down, up, activation, dout):
-    grads = [_grad_like(t) for t in (z, scores, down, up)]
-    # The ABI takes dout before the outputs, after the activation code.
-    caps = [to_dlpack(t) for t in (rows, scores, z, down, up)]
-    dcap = to_dlpack(dout)
-    gcaps = [to_dlpack(g) for g in grads]
-    check(
-        lib.ultramem_peer_ffn_backward(
-            *[dltensor(c) for c in caps],
-            activation,
-            dltensor(dcap),
-            *[dltensor(c) for c in gcaps],
-            _stream(z),
-        )
+    dz, dscores, ddown, dup = (_grad_like(t) for t in (z, scores, down, up))
+    _call(
+        lib.ultramem_peer_ffn_backward,
+        *(rows, scores, z, down, up, activation, dout),
+        *(dz, dscores, ddown, dup, _stream(z)),
     )
-    dz, dscores, ddown, dup = grads
     return dz, dscores, ddown, dup
 
 
@@ -179,14 +158,14 @@ def _additive_topk(q, keys, k, k1=0):
     shape = (*q.shape[:2], k) if q.dim() == 3 else (0,)
     idx = torch.empty(shape, dtype=torch.int32, device=q.device)
     score = torch.empty(shape, dtype=_promote(q, keys), device=q.device)
-    _run(lib.ultramem_additive_topk_forward, [q, keys], [k, k1], [idx, score], _stream(q))
+    _call(lib.ultramem_additive_topk_forward, q, keys, k, k1, idx, score, _stream(q))
     return score, idx
 
 
 def _additive_topk_backward(q, keys, idx, dscore):
     dq = _grad_like(q)
     dkeys = _grad_like(keys)
-    _run(lib.ultramem_additive_topk_backward, [q, keys, idx, dscore], [], [dq, dkeys], _stream(q))
+    _call(lib.ultramem_additive_topk_backward, q, keys, idx, dscore, dq, dkeys, _stream(q))
     return dq, dkeys
 
 
@@ -200,26 +179,14 @@ def _tucker_topk(q, keys, cores, u, v, m, k1=0):
     ishape, sshape = _tucker_shapes(q, cores, m)
     idx = torch.empty(ishape, dtype=torch.int32, device=q.device)
     score = torch.empty(sshape, dtype=_promote(q, keys, cores), device=q.device)
-    _run(
-        lib.ultramem_tucker_topk_forward,
-        [q, keys, cores, u, v],
-        [m, k1],
-        [idx, score],
-        _stream(q),
-    )
+    _call(lib.ultramem_tucker_topk_forward, q, keys, cores, u, v, m, k1, idx, score, _stream(q))
     return score, idx
 
 
 def _tucker_topk_backward(q, keys, cores, u, v, idx, dscore):
-    grads = [_grad_like(t) for t in (q, keys, cores)]
-    _run(
-        lib.ultramem_tucker_topk_backward,
-        [q, keys, cores, u, v, idx, dscore],
-        [],
-        grads,
-        _stream(q),
-    )
-    return tuple(grads)
+    grads = tuple(_grad_like(t) for t in (q, keys, cores))
+    _call(lib.ultramem_tucker_topk_backward, q, keys, cores, u, v, idx, dscore, *grads, _stream(q))
+    return grads
 
 
 # --- index map and score functions ---------------------------------------------------------
@@ -227,30 +194,22 @@ def _tucker_topk_backward(q, keys, cores, u, v, idx, dscore):
 
 def _index_map(idx, shuffle, rows_per_layer, offset, total_rows):
     out = torch.empty_like(idx, memory_format=torch.contiguous_format)
-    _run(
+    _call(
         lib.ultramem_index_map_forward,
-        [idx, shuffle],
-        [rows_per_layer, offset, total_rows],
-        [out],
-        _stream(idx),
+        *(idx, shuffle, rows_per_layer, offset, total_rows, out, _stream(idx)),
     )
     return out
 
 
 def _score_fn(score, func):
     out = torch.empty_like(score, memory_format=torch.contiguous_format)
-    _run(lib.ultramem_score_fn_forward, [score], [func], [out], _stream(score))
+    _call(lib.ultramem_score_fn_forward, score, func, out, _stream(score))
     return out
 
 
 def _score_fn_backward(score, func, dout):
     ds = torch.empty_like(score, memory_format=torch.contiguous_format)
-    caps = (to_dlpack(score), to_dlpack(dout), to_dlpack(ds))
-    check(
-        lib.ultramem_score_fn_backward(
-            dltensor(caps[0]), func, dltensor(caps[1]), dltensor(caps[2]), _stream(score)
-        )
-    )
+    _call(lib.ultramem_score_fn_backward, score, func, dout, ds, _stream(score))
     return ds
 
 
