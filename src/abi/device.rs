@@ -80,7 +80,7 @@ impl Meta {
     }
 
     /// Errors unless the shape is exactly `want` (outputs).
-    fn exactly(&self, want: &[usize]) -> Result<&Self> {
+    pub(crate) fn exactly(&self, want: &[usize]) -> Result<&Self> {
         if self.shape == want {
             Ok(self)
         } else {
@@ -92,6 +92,21 @@ impl Meta {
             })
         }
     }
+}
+
+/// Errors unless the PEER tables `down` and `up` share one dtype (on either path).
+pub(crate) fn same_tables(down: &Meta, up: &Meta) -> Result<()> {
+    if down.elem == up.elem {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument {
+        op: up.op,
+        arg: up.arg,
+        reason: format!(
+            "dtype {:?} but `{}` has {:?}; the tables share one dtype",
+            up.elem, down.arg, down.elem
+        ),
+    })
 }
 
 /// Copies a result into the caller's output (same byte length, checked).
@@ -160,16 +175,7 @@ fn peer_dims(m: [&Meta; 5]) -> Result<(PeerFfnDims, DType)> {
     scores.f32()?;
     z.f32()?;
     let dtype = down.table()?;
-    if up.table()? != dtype {
-        return Err(Error::InvalidArgument {
-            op: up.op,
-            arg: "up",
-            reason: format!(
-                "dtype {:?} but `down` has {:?}; the tables share one dtype",
-                up.elem, down.elem
-            ),
-        });
-    }
+    same_tables(down, up)?;
     Ok((d, dtype))
 }
 

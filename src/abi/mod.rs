@@ -199,20 +199,6 @@ macro_rules! on_cuda {
     };
 }
 
-/// Errors unless a caller-allocated tensor has exactly the shape `want`.
-fn check_out(op: &'static str, v: &View, arg: &'static str, want: &[usize]) -> Result<()> {
-    if v.shape == want {
-        Ok(())
-    } else {
-        Err(Error::ShapeMismatch {
-            op,
-            arg,
-            expected: format!("{want:?}"),
-            got: v.shape.clone(),
-        })
-    }
-}
-
 /// `k1` from the C convention: `<= 0` means the op's default.
 fn stage1(k1: i64) -> Option<usize> {
     usize::try_from(k1).ok().filter(|&k| k > 0)
@@ -303,7 +289,7 @@ pub unsafe extern "C" fn ultramem_weighted_gather_forward(
             }
         );
         let d = WeightedGatherDims::from_shapes(&rows.shape, &weights.shape, &table.shape)?;
-        check_out(OP, &out, "out", &[d.tokens, d.dv])?;
+        out.meta().exactly(&[d.tokens, d.dv])?;
         let mut b = Borrows::default();
         let r = b.indices(&rows)?;
         let w = b.floats_f64(&weights)?;
@@ -348,9 +334,9 @@ pub unsafe extern "C" fn ultramem_weighted_gather_backward(
             }
         );
         let d = WeightedGatherDims::from_shapes(&rows.shape, &weights.shape, &table.shape)?;
-        check_out(OP, &dout, "dout", &[d.tokens, d.dv])?;
-        check_out(OP, &dweights, "dweights", &weights.shape)?;
-        check_out(OP, &dtable, "dtable", &table.shape)?;
+        dout.meta().exactly(&[d.tokens, d.dv])?;
+        dweights.meta().exactly(&weights.shape)?;
+        dtable.meta().exactly(&table.shape)?;
         let mut b = Borrows::default();
         let r = b.indices(&rows)?;
         let w = b.floats_f64(&weights)?;
@@ -367,16 +353,7 @@ fn peer_tables<'a>(
     down: &'a View,
     up: &'a View,
 ) -> Result<(Floats<'a>, Floats<'a>)> {
-    if down.elem != up.elem {
-        return Err(Error::InvalidArgument {
-            op: "peer_ffn",
-            arg: "up",
-            reason: format!(
-                "dtype {:?} but `down` has {:?}; the tables share one dtype",
-                up.elem, down.elem
-            ),
-        });
-    }
+    device::same_tables(&down.meta(), &up.meta())?;
     Ok((b.floats(down)?, b.floats(up)?))
 }
 
@@ -438,7 +415,7 @@ pub unsafe extern "C" fn ultramem_peer_ffn_forward(
         );
         let d =
             PeerFfnDims::from_shapes(&rows.shape, &scores.shape, &z.shape, &down.shape, &up.shape)?;
-        check_out(OP, &out, "out", &[d.tokens, d.dv])?;
+        out.meta().exactly(&[d.tokens, d.dv])?;
         let mut b = Borrows::default();
         let r = b.indices(&rows)?;
         let s = b.floats_f64(&scores)?;
@@ -504,11 +481,11 @@ pub unsafe extern "C" fn ultramem_peer_ffn_backward(
         );
         let d =
             PeerFfnDims::from_shapes(&rows.shape, &scores.shape, &z.shape, &down.shape, &up.shape)?;
-        check_out(OP, &dout, "dout", &[d.tokens, d.dv])?;
-        check_out(OP, &dz, "dz", &z.shape)?;
-        check_out(OP, &dscores, "dscores", &scores.shape)?;
-        check_out(OP, &ddown, "ddown", &down.shape)?;
-        check_out(OP, &dup, "dup", &up.shape)?;
+        dout.meta().exactly(&[d.tokens, d.dv])?;
+        dz.meta().exactly(&z.shape)?;
+        dscores.meta().exactly(&scores.shape)?;
+        ddown.meta().exactly(&down.shape)?;
+        dup.meta().exactly(&up.shape)?;
         let mut b = Borrows::default();
         let r = b.indices(&rows)?;
         let s = b.floats_f64(&scores)?;
@@ -555,8 +532,8 @@ pub unsafe extern "C" fn ultramem_additive_topk_forward(
         let d =
             AdditiveTopkDims::from_shapes(&q.shape, &keys.shape, count(OP, "k", k)?, stage1(k1))?;
         let shape = [d.tokens, d.heads, d.k];
-        check_out(OP, &idx, "idx", &shape)?;
-        check_out(OP, &score, "score", &shape)?;
+        idx.meta().exactly(&shape)?;
+        score.meta().exactly(&shape)?;
         let mut b = Borrows::default();
         let qq = b.floats_f64(&q)?;
         let (i, s) =
@@ -606,10 +583,10 @@ pub unsafe extern "C" fn ultramem_additive_topk_backward(
         let n = keys.shape.get(2).copied().unwrap_or(0);
         let d = AdditiveTopkDims::from_shapes(&q.shape, &keys.shape, k, Some(k.min(n).max(1)))?;
         let shape = [d.tokens, d.heads, d.k];
-        check_out(OP, &idx, "idx", &shape)?;
-        check_out(OP, &dscore, "dscore", &shape)?;
-        check_out(OP, &dq, "dq", &q.shape)?;
-        check_out(OP, &dkeys, "dkeys", &keys.shape)?;
+        idx.meta().exactly(&shape)?;
+        dscore.meta().exactly(&shape)?;
+        dq.meta().exactly(&q.shape)?;
+        dkeys.meta().exactly(&keys.shape)?;
         let mut b = Borrows::default();
         let qq = b.floats_f64(&q)?;
         let i = b.indices(&idx)?;
@@ -674,8 +651,8 @@ pub unsafe extern "C" fn ultramem_tucker_topk_forward(
         );
         let shapes = [&q.shape[..], &keys.shape, &cores.shape, &u.shape, &v.shape];
         let d = TuckerTopkDims::from_shapes(shapes, count(OP, "m", m)?, stage1(k1))?;
-        check_out(OP, &idx, "idx", &[d.tokens, d.heads, d.m])?;
-        check_out(OP, &score, "score", &[d.tokens, d.heads, d.m, d.cores])?;
+        idx.meta().exactly(&[d.tokens, d.heads, d.m])?;
+        score.meta().exactly(&[d.tokens, d.heads, d.m, d.cores])?;
         let mut b = Borrows::default();
         let qq = b.floats_f64(&q)?;
         let cc = b.floats_f64(&cores)?;
@@ -737,11 +714,11 @@ pub unsafe extern "C" fn ultramem_tucker_topk_backward(
         let m = idx.shape.get(2).copied().unwrap_or(0);
         let shapes = [&q.shape[..], &keys.shape, &cores.shape, &u.shape, &v.shape];
         let d = TuckerTopkDims::from_shapes(shapes, m, None)?;
-        check_out(OP, &idx, "idx", &[d.tokens, d.heads, d.m])?;
-        check_out(OP, &dscore, "dscore", &[d.tokens, d.heads, d.m, d.cores])?;
-        check_out(OP, &dq, "dq", &q.shape)?;
-        check_out(OP, &dkeys, "dkeys", &keys.shape)?;
-        check_out(OP, &dcores, "dcores", &cores.shape)?;
+        idx.meta().exactly(&[d.tokens, d.heads, d.m])?;
+        dscore.meta().exactly(&[d.tokens, d.heads, d.m, d.cores])?;
+        dq.meta().exactly(&q.shape)?;
+        dkeys.meta().exactly(&keys.shape)?;
+        dcores.meta().exactly(&cores.shape)?;
         let mut b = Borrows::default();
         let qq = b.floats_f64(&q)?;
         let cc = b.floats_f64(&cores)?;
@@ -819,7 +796,7 @@ pub unsafe extern "C" fn ultramem_index_map_forward(
             map,
         };
         d.check()?;
-        check_out(OP, &out, "out", &idx.shape)?;
+        out.meta().exactly(&idx.shape)?;
         let mut b = Borrows::default();
         let i = b.indices(&idx)?;
         let table = match &shuffle {
@@ -853,7 +830,7 @@ pub unsafe extern "C" fn ultramem_score_fn_forward(
             device::score_fn_run(gpu, [&score.meta(), &out.meta()], f, sb, None, o)
         });
         let d = ScoreFnDims::from_shape(&score.shape)?;
-        check_out(OP, &out, "out", &score.shape)?;
+        out.meta().exactly(&score.shape)?;
         let mut b = Borrows::default();
         let y = with_floats!(b.floats(&score)?, s => reference::score_fn::forward(&d, f, s))?;
         b.write_floats(&out, &y)
@@ -888,8 +865,8 @@ pub unsafe extern "C" fn ultramem_score_fn_backward(
             )
         });
         let d = ScoreFnDims::from_shape(&score.shape)?;
-        check_out(OP, &dout, "dout", &score.shape)?;
-        check_out(OP, &dscore, "dscore", &score.shape)?;
+        dout.meta().exactly(&score.shape)?;
+        dscore.meta().exactly(&score.shape)?;
         let mut b = Borrows::default();
         let g = b.floats_f64(&dout)?;
         let y = with_floats!(b.floats(&score)?, s => reference::score_fn::backward(&d, f, s, &g))?;
@@ -930,15 +907,15 @@ pub unsafe extern "C" fn ultramem_tucker_proxy(
             &[("H", None), ("Cn", None), ("R", None), ("R", Some(rank))],
         )?;
         let proxy = [heads, rank];
-        check_out(OP, &u, "u", &proxy)?;
-        check_out(OP, &v, "v", &proxy)?;
+        u.meta().exactly(&proxy)?;
+        v.meta().exactly(&proxy)?;
         let mut b = Borrows::default();
         let prev = match (prev_u.is_null(), prev_v.is_null()) {
             (true, true) => None,
             (false, false) => {
                 views!(OP; prev_u, prev_v);
-                check_out(OP, &prev_u, "prev_u", &proxy)?;
-                check_out(OP, &prev_v, "prev_v", &proxy)?;
+                prev_u.meta().exactly(&proxy)?;
+                prev_v.meta().exactly(&proxy)?;
                 Some((b.floats_f64(&prev_u)?, b.floats_f64(&prev_v)?))
             }
             _ => {
