@@ -170,6 +170,14 @@ fn camel(stem: &str) -> String {
 }
 
 fn main() {
+    // `cfg(gpu_backend)`: some GPU backend is compiled in, so the ops' GPU paths exist.
+    println!("cargo::rustc-check-cfg=cfg(gpu_backend)");
+    if ["CUDA", "WGPU", "PTX_INTERP"]
+        .iter()
+        .any(|f| env::var_os(format!("CARGO_FEATURE_{f}")).is_some())
+    {
+        println!("cargo::rustc-cfg=gpu_backend");
+    }
     let root =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let kernels = root.join("kernels");

@@ -165,7 +165,7 @@ fn row_sort_bench(c: &mut Criterion) {
                 Tensor::from_vec(&dev, &[tokens, slots], random_rows(tokens, slots, rows)).unwrap();
             let args = RowSortArgs {
                 rows: &rows_t,
-                n_rows: rows,
+                table_rows: rows,
             };
             group.throughput(Throughput::Bytes(
                 args.validate().unwrap().cost().bytes() as u64
@@ -400,8 +400,8 @@ fn matmul_bench(c: &mut Criterion) {
             let args = MatmulArgs {
                 a: &x,
                 b: &w,
-                transpose_a: false,
-                transpose_b: true,
+                transpose_a: Transpose::No,
+                transpose_b: Transpose::Yes,
                 addend: None,
             };
             let cost = args.validate().unwrap().cost(false);

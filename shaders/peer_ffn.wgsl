@@ -32,7 +32,7 @@ struct Params {
     tokens: u32,
     slots: u32,
     cores: u32,
-    rows: u32,
+    table_rows: u32,
     width: u32,
     slice_width: u32,  // dv / cores
     chunks: u32,
@@ -178,7 +178,7 @@ fn peer_ffn_alpha(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
         return;
     }
     let r = rows[slot];
-    let ok = r < p.rows;
+    let ok = r < p.table_rows;
     let a = alpha(lid.x, ok, select(0u, r, ok), slot / p.slots);
     if lid.x == 0u {
         let f = phi(a);
@@ -199,7 +199,7 @@ fn peer_ffn_backward_slots(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
     }
     let t = slot / p.slots;
     let r = rows[slot];
-    let ok = r < p.rows;
+    let ok = r < p.table_rows;
     let row = select(0u, r, ok);
     let a = alpha(lid.x, ok, row, t);
     let f = phi(a);

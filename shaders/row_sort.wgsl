@@ -20,7 +20,7 @@ const WG: u32 = 256u;
 // The host's SortParams (src/gpu/params.rs).
 struct Params {
     entries: u32,
-    rows: u32,
+    table_rows: u32,
     shift: u32,
     tiles: u32,
     grid_x: u32,
@@ -45,7 +45,7 @@ var<workgroup> sums: array<u32, WG>;
 fn row_sort_init(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = (wg.x + wg.y * p.grid_x) * WG + lid.x;
     if i < p.entries {
-        keys_out[i] = min(rows[i], p.rows);
+        keys_out[i] = min(rows[i], p.table_rows);
         vals_out[i] = i;
     }
 }

@@ -34,7 +34,7 @@ struct Params {
     tokens: u32,
     slots: u32,
     cores: u32,
-    rows: u32,
+    table_rows: u32,
     width: u32,        // row width of the table and of g (Dv, or Dp for PEER's down table)
     slice_width: u32,  // width / cores
     chunks: u32,       // ceil(width / WG)
@@ -108,7 +108,7 @@ fn weighted_gather_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_
     for (var k = 0u; k < p.slots; k++) {
         let slot = t * p.slots + k;
         let r = rows[slot];
-        if r >= p.rows {
+        if r >= p.table_rows {
             if col == 0u {
                 atomicMax(&status[0], ~slot);
             }
@@ -143,7 +143,7 @@ fn weighted_gather_backward_slots(@builtin(workgroup_id) wg: vec3<u32>, @builtin
     let t = slot / p.slots;
     let r = rows[slot];
     // A bad row contributes zeros; every invocation still reaches every barrier.
-    let ok = r < p.rows;
+    let ok = r < p.table_rows;
     let row = select(0u, r, ok);
     for (var c = 0u; c < p.cores; c++) {
         var sum = 0.0;
@@ -171,7 +171,7 @@ fn weighted_gather_backward_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(
     }
     let r = rows[order[pos]];
     // Bad rows sort last and were reported by backward_slots; a run is summed by its head.
-    if r >= p.rows || (pos > 0u && rows[order[pos - 1u]] == r) {
+    if r >= p.table_rows || (pos > 0u && rows[order[pos - 1u]] == r) {
         return;
     }
     for (var col = lid.x; col < p.width; col += WG) {

@@ -135,8 +135,8 @@ pub struct UltraMemV2Shape {
     pub dp: usize,
     /// Value width `Dv`.
     pub dv: usize,
-    /// Value rows `N`.
-    pub rows: usize,
+    /// Value-table rows `N`.
+    pub table_rows: usize,
     /// Whether a shuffle table of `n²` entries is read.
     pub shuffle: bool,
 }
@@ -156,7 +156,7 @@ impl UltraMemV2Shape {
             m: 128,
             dp: 384,
             dv: 768,
-            rows: 528 * 528,
+            table_rows: 528 * 528,
             shuffle: true,
         }
     }
@@ -174,7 +174,7 @@ impl UltraMemV2Shape {
             m: 32,
             dp: 192,
             dv: 192,
-            rows: 360 * 360,
+            table_rows: 360 * 360,
             shuffle: true,
         }
     }
@@ -193,14 +193,14 @@ impl UltraMemV2Shape {
 
     /// Sparse parameters: `N·(Dp + Dv)`.
     pub fn sparse_params(&self) -> usize {
-        self.rows * (self.dp + self.dv)
+        self.table_rows * (self.dp + self.dv)
     }
 
     /// Bytes of one forward step over `tokens` tokens with `b`-byte weights and activations.
     pub fn step_bytes(&self, tokens: usize, b: usize) -> StepBytes {
         let slots = (self.heads * self.m) as f64;
         let bt = tokens as f64;
-        let rows = expected_distinct(self.rows as f64, slots, bt);
+        let rows = expected_distinct(self.table_rows as f64, slots, bt);
         let index = if self.shuffle {
             expected_distinct((self.n * self.n) as f64, slots, bt) * U32_BYTES as f64
         } else {

@@ -1,44 +1,36 @@
-//! Devices: where tensors live and ops run.
+//! Devices: where tensors live and ops run, and the one place that maps a device to its
+//! implementation.
 //!
 //! [`Device::cpu`] is always there and runs the reference. [`Device::cuda`] and [`Device::wgpu`]
 //! exist whatever features are on, so code written against this API compiles unchanged; without
 //! their cargo feature they return [`Error::BackendNotCompiled`], and with it they return
 //! [`Error::BackendUnavailable`] when the machine has no driver or adapter.
+//! [`Device::ptx_interp`] (feature `ptx-interp`, for tests) runs the CUDA backend's PTX in the
+//! repo's interpreter.
+//!
+//! Every op chooses its implementation through [`on_device!`]: the CPU reference for the CPU
+//! device, and its launch sequence (written once over [`Gpu`]) for every GPU backend. Adding a
+//! GPU backend is a variant of [`DeviceInner`] and a line in that macro (and in
+//! `tensor.rs`'s storage); no op changes.
 
 use std::fmt;
-#[cfg(any(feature = "cuda", feature = "wgpu"))]
+#[cfg(any(feature = "cuda", feature = "wgpu", feature = "ptx-interp"))]
 use std::sync::Arc;
 
+use crate::backend::Backend;
 #[cfg(feature = "cuda")]
-use crate::cuda_backend;
+use crate::cuda_backend::CudaDevice;
 #[allow(
     unused_imports,
     reason = "Error is used only when a backend is compiled out"
 )]
 use crate::error::{Error, Result};
+#[cfg(any(feature = "cuda", feature = "wgpu", feature = "ptx-interp"))]
+use crate::gpu::Gpu;
+#[cfg(feature = "ptx-interp")]
+use crate::interp_backend::InterpDevice;
 #[cfg(feature = "wgpu")]
-use crate::wgpu_backend;
-
-/// The kind of a device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Backend {
-    /// The CPU reference (f64 accumulation).
-    Cpu,
-    /// NVIDIA GPUs through hand-written PTX and `cudarc`.
-    Cuda,
-    /// Any WebGPU adapter (Vulkan, Metal, DX12, GL) through WGSL and `wgpu`.
-    Wgpu,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Cpu => "cpu",
-            Backend::Cuda => "cuda",
-            Backend::Wgpu => "wgpu",
-        })
-    }
-}
+use crate::wgpu_backend::WgpuDevice;
 
 /// A device. Cheap to clone (the GPU handles are shared).
 #[derive(Clone, Debug)]
@@ -46,14 +38,39 @@ pub struct Device {
     pub(crate) inner: DeviceInner,
 }
 
+/// The backends compiled in; every match over it is [`on_device!`].
 #[derive(Clone, Debug)]
 pub(crate) enum DeviceInner {
     Cpu,
     #[cfg(feature = "cuda")]
-    Cuda(Arc<cuda_backend::CudaDevice>),
+    Cuda(Arc<CudaDevice>),
     #[cfg(feature = "wgpu")]
-    Wgpu(Arc<wgpu_backend::WgpuDevice>),
+    Wgpu(Arc<WgpuDevice>),
+    #[cfg(feature = "ptx-interp")]
+    PtxInterp(Arc<InterpDevice>),
 }
+
+/// Runs one expression per kind of device: `$cpu` on the CPU reference, and `$gpu` on every
+/// GPU backend compiled in, with `$g` bound to its `&Arc<impl TensorGpu>` (the expression is
+/// generic code, monomorphised once per backend).
+///
+/// ```text
+/// on_device!(device, cpu => reference_path(), gpu(g) => gpu_path(g))
+/// ```
+macro_rules! on_device {
+    ($device:expr, cpu => $cpu:expr, gpu($g:ident) => $gpu:expr $(,)?) => {
+        match &$device.inner {
+            $crate::device::DeviceInner::Cpu => $cpu,
+            #[cfg(feature = "cuda")]
+            $crate::device::DeviceInner::Cuda($g) => $gpu,
+            #[cfg(feature = "wgpu")]
+            $crate::device::DeviceInner::Wgpu($g) => $gpu,
+            #[cfg(feature = "ptx-interp")]
+            $crate::device::DeviceInner::PtxInterp($g) => $gpu,
+        }
+    };
+}
+pub(crate) use on_device;
 
 impl Device {
     /// The CPU reference device.
@@ -70,7 +87,9 @@ impl Device {
     /// when no driver or device can be used.
     pub fn cuda(ordinal: usize) -> Result<Device> {
         #[cfg(feature = "cuda")]
-        return cuda_backend::device(ordinal);
+        return Ok(Device {
+            inner: DeviceInner::Cuda(Arc::new(CudaDevice::open(ordinal)?)),
+        });
         #[cfg(not(feature = "cuda"))]
         {
             let _ = ordinal;
@@ -88,12 +107,50 @@ impl Device {
     /// when no adapter can be used.
     pub fn wgpu() -> Result<Device> {
         #[cfg(feature = "wgpu")]
-        return wgpu_backend::device();
+        return Ok(Device {
+            inner: DeviceInner::Wgpu(Arc::new(WgpuDevice::open()?)),
+        });
         #[cfg(not(feature = "wgpu"))]
         Err(Error::BackendNotCompiled {
             backend: Backend::Wgpu,
             feature: "wgpu",
         })
+    }
+
+    /// A fresh PTX interpreter: the CUDA backend's kernels and launch sequences run on the CPU
+    /// with the interpreter's sanitizer checks (slow: for tests).
+    ///
+    /// # Errors
+    /// [`Error::BackendNotCompiled`] without the `ptx-interp` feature.
+    pub fn ptx_interp() -> Result<Device> {
+        #[cfg(feature = "ptx-interp")]
+        return Ok(Device::from_ptx_interp(InterpDevice::new()));
+        #[cfg(not(feature = "ptx-interp"))]
+        Err(Error::BackendNotCompiled {
+            backend: Backend::PtxInterp,
+            feature: "ptx-interp",
+        })
+    }
+
+    /// A device over this interpreter (e.g. one with a shuffled block order).
+    #[cfg(feature = "ptx-interp")]
+    pub fn from_ptx_interp(interp: InterpDevice) -> Device {
+        Device {
+            inner: DeviceInner::PtxInterp(Arc::new(interp)),
+        }
+    }
+
+    /// The interpreter behind a [`Device::ptx_interp`] device (its counters), `None` for others.
+    #[cfg(feature = "ptx-interp")]
+    pub fn as_ptx_interp(&self) -> Option<&InterpDevice> {
+        match &self.inner {
+            DeviceInner::PtxInterp(d) => Some(d),
+            #[allow(
+                unreachable_patterns,
+                reason = "reachable with other backends compiled"
+            )]
+            _ => None,
+        }
     }
 
     /// The best device found, in the order CUDA > wgpu > CPU, together with the reason each
@@ -126,13 +183,7 @@ impl Device {
 
     /// The kind of this device.
     pub fn backend(&self) -> Backend {
-        match &self.inner {
-            DeviceInner::Cpu => Backend::Cpu,
-            #[cfg(feature = "cuda")]
-            DeviceInner::Cuda(_) => Backend::Cuda,
-            #[cfg(feature = "wgpu")]
-            DeviceInner::Wgpu(_) => Backend::Wgpu,
-        }
+        on_device!(self, cpu => Backend::Cpu, gpu(g) => backend_of(g.as_ref()))
     }
 
     /// Waits until all work submitted to this device has finished (a no-op on the CPU, whose
@@ -142,19 +193,10 @@ impl Device {
     /// # Errors
     /// The driver's error, or the first queued op error.
     pub fn synchronize(&self) -> Result<()> {
-        match &self.inner {
-            DeviceInner::Cpu => Ok(()),
-            #[cfg(feature = "cuda")]
-            DeviceInner::Cuda(d) => {
-                crate::gpu::Gpu::synchronize(d.as_ref())?;
-                crate::gpu::resolve_deferred(d.as_ref())
-            }
-            #[cfg(feature = "wgpu")]
-            DeviceInner::Wgpu(d) => {
-                crate::gpu::Gpu::synchronize(d.as_ref())?;
-                crate::gpu::resolve_deferred(d.as_ref())
-            }
-        }
+        on_device!(self, cpu => Ok(()), gpu(g) => {
+            g.synchronize()?;
+            crate::gpu::resolve_deferred(g.as_ref())
+        })
     }
 
     /// Chooses when GPU ops report the errors their kernels find (a bad index, a non-finite
@@ -167,19 +209,9 @@ impl Device {
     /// Shape, dtype and size errors are found on the host and are always immediate. Turning
     /// deferral off leaves queued checks queued. A no-op on the CPU, whose ops always check at once.
     pub fn set_deferred_checks(&self, deferred: bool) {
-        match &self.inner {
-            DeviceInner::Cpu => {
-                let _ = deferred;
-            }
-            #[cfg(feature = "cuda")]
-            DeviceInner::Cuda(d) => {
-                crate::gpu::TensorGpu::sync_state(d.as_ref()).set_deferred(deferred)
-            }
-            #[cfg(feature = "wgpu")]
-            DeviceInner::Wgpu(d) => {
-                crate::gpu::TensorGpu::sync_state(d.as_ref()).set_deferred(deferred)
-            }
-        }
+        on_device!(self, cpu => {
+            let _ = deferred;
+        }, gpu(g) => g.sync_state().set_deferred(deferred))
     }
 
     /// Reads back every check queued since the last call (oldest first; one host
@@ -206,26 +238,14 @@ impl Device {
     /// # Errors
     /// The first queued op error, or the driver's error.
     pub fn check_errors(&self) -> Result<()> {
-        match &self.inner {
-            DeviceInner::Cpu => Ok(()),
-            #[cfg(feature = "cuda")]
-            DeviceInner::Cuda(d) => crate::gpu::resolve_deferred(d.as_ref()),
-            #[cfg(feature = "wgpu")]
-            DeviceInner::Wgpu(d) => crate::gpu::resolve_deferred(d.as_ref()),
-        }
+        on_device!(self, cpu => Ok(()), gpu(g) => crate::gpu::resolve_deferred(g.as_ref()))
     }
 
     /// How many times the host has waited for this device (reads back to the host and
     /// [`Device::synchronize`] calls) since it was opened: a diagnostic for code that must not
     /// synchronise. Always 0 on the CPU.
     pub fn host_syncs(&self) -> u64 {
-        match &self.inner {
-            DeviceInner::Cpu => 0,
-            #[cfg(feature = "cuda")]
-            DeviceInner::Cuda(d) => crate::gpu::TensorGpu::sync_state(d.as_ref()).host_syncs(),
-            #[cfg(feature = "wgpu")]
-            DeviceInner::Wgpu(d) => crate::gpu::TensorGpu::sync_state(d.as_ref()).host_syncs(),
-        }
+        on_device!(self, cpu => 0, gpu(g) => g.sync_state().host_syncs())
     }
 
     /// Whether two handles name the same device (tensors of one call must share it).
@@ -236,23 +256,26 @@ impl Device {
             (DeviceInner::Cuda(a), DeviceInner::Cuda(b)) => Arc::ptr_eq(a, b),
             #[cfg(feature = "wgpu")]
             (DeviceInner::Wgpu(a), DeviceInner::Wgpu(b)) => Arc::ptr_eq(a, b),
+            #[cfg(feature = "ptx-interp")]
+            (DeviceInner::PtxInterp(a), DeviceInner::PtxInterp(b)) => Arc::ptr_eq(a, b),
             #[allow(
                 unreachable_patterns,
-                reason = "reachable only with both GPU backends compiled"
+                reason = "reachable only with two backends compiled"
             )]
             _ => false,
         }
     }
 }
 
+#[cfg(any(feature = "cuda", feature = "wgpu", feature = "ptx-interp"))]
+fn backend_of<G: Gpu>(_: &G) -> Backend {
+    G::BACKEND
+}
+
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.inner {
-            DeviceInner::Cpu => f.write_str("cpu (reference, f64 accumulation)"),
-            #[cfg(feature = "cuda")]
-            DeviceInner::Cuda(d) => write!(f, "cuda {}", d.describe()),
-            #[cfg(feature = "wgpu")]
-            DeviceInner::Wgpu(d) => write!(f, "wgpu {}", d.describe()),
-        }
+        on_device!(self,
+            cpu => f.write_str("cpu (reference, f64 accumulation)"),
+            gpu(g) => write!(f, "{} {}", backend_of(g.as_ref()), g.describe()))
     }
 }

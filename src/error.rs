@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::device::Backend;
+use crate::backend::Backend;
 use crate::dtype::DType;
 
 /// Shorthand for `std::result::Result<T, ultramem::Error>`.

@@ -8,8 +8,8 @@
 //! ## A tour
 //!
 //! Tensors live on a [`Device`]; each op takes one argument struct whose `validate()` checks
-//! shapes, sizes and devices and returns the op's dimensions, and one function runs it on the
-//! arguments' device. The same call will run on every backend.
+//! shapes, sizes and devices and returns the op's dimensions ([`dims`]), and one function runs
+//! it on the arguments' device. The same call runs on every backend.
 //!
 //! ```
 //! use ultramem::{weighted_gather, weighted_gather_backward, BackwardMode, Device, Tensor,
@@ -39,9 +39,24 @@
 //! The layers: [`layer::UltraMemV2Layer`] (forward and backward on any device),
 //! [`layer::product_key`] (PKM and PEER from the same ops),
 //! [`layer::UltraMemV2Config`], [`layer::UltraMemV2Params`], [`layer::init`],
-//! [`layer::tucker_proxy`], and the all-f64 forward/backward it is checked against in
-//! [`reference::ultramem_v2_layer`]. Bytes and FLOPs: [`cost`]; measured against an MoE layer:
-//! [`report`].
+//! [`layer::tucker_proxy`], and the all-f64 layers they are checked against,
+//! [`reference::ultramem_v2_layer`] and [`reference::product_key_layer`]. Bytes and FLOPs:
+//! [`cost`]; measured against an MoE layer: the `memory_vs_moe` example.
+//!
+//! ## How the crate is arranged
+//!
+//! Each op has one file, with the same stem, in each layer, and the layers import downwards
+//! only (a test, `tests/architecture.rs`, fails on any import cycle):
+//!
+//! | layer | holds | imports |
+//! |---|---|---|
+//! | [`dims`] | sizes, argument enums and shape checks (`<Op>Dims::from_shapes`), layer configs | `error`, `dtype`, `cost` |
+//! | [`reference`](mod@reference) | the f64 reference of every op and layer | `dims` |
+//! | [`gpu`] | the [`gpu::Gpu`] trait and each op's launch sequence over device buffers | `dims`, [`registry`] |
+//! | backends | `cuda_backend`, `wgpu_backend`, `interp_backend` (feature `ptx-interp`): implement [`gpu::Gpu`] | `gpu` |
+//! | [`Device`], [`Tensor`] | where tensors live; the one `match` from a device to its backend | backends |
+//! | [`ops`] | the public ops: `Args`, `validate()`, and each op's reference path and GPU path written once | all of the above |
+//! | [`layer`], [`abi`] | the layers and the C ABI, built from the ops and the launch sequences | `ops`, `gpu` |
 //!
 //! ## Backends
 //!
@@ -50,10 +65,11 @@
 //! | `cpu` | the reference: every op, forward and backward, f64 accumulation |
 //! | `cuda` (default feature) | hand-written PTX through `cudarc`: every op, forward and backward, both backward modes |
 //! | `wgpu` (default feature) | the WGSL twins on any WebGPU adapter; `Atomic` runs `Deterministic` (no float atomics in WGSL) |
+//! | `ptx-interp` (feature, for tests) | the CUDA backend's PTX and launch sequences in the repo's PTX interpreter, with its sanitizer: [`Device::ptx_interp`] |
 //!
 //! On a GPU, [`moe_ffn`] with routing from logits routes on the host (one read-back) and runs
-//! the experts on the device. The PTX is tested in CI by the repo's PTX interpreter
-//! (`ptx-interp/`), which runs it through the launch sequences of [`gpu`]. GPU kernels accumulate in f32; every row index is bounds-checked on
+//! the experts on the device. The PTX is tested in CI on the `ptx-interp` device, through the
+//! same launch sequences ([`gpu`]) as on CUDA. GPU kernels accumulate in f32; every row index is bounds-checked on
 //! the device and reported as [`Error::IndexOutOfRange`], which costs one host synchronisation
 //! per call unless [`Device::set_deferred_checks`] queues the checks for
 //! [`Device::check_errors`] (then a layer's forward and backward never wait for the device).
@@ -82,22 +98,26 @@
 //!   most `2^32` rows; element offsets are 64-bit, so `N·Dv` may pass `2^32`.
 
 // The C ABI: `extern "C"` entry points over DLPack tensors. Its `unsafe` (reading the caller's
-// descriptors and memory) is all in `abi/dlpack.rs`, each block with the reason it is sound;
-// `#[no_mangle]` also counts as unsafe code to the lint.
+// descriptors and memory) is in `abi/dlpack.rs` and `abi/mod.rs` (each block with the reason it
+// is sound); `#[no_mangle]` also counts as unsafe code to the lint.
 #[cfg(feature = "abi")]
 #[allow(unsafe_code)]
 pub mod abi;
+mod backend;
 pub mod cost;
 #[cfg(feature = "cuda")]
 mod cuda_backend;
 mod device;
+pub mod dims;
 mod dtype;
 mod error;
 pub mod gpu;
+#[cfg(feature = "ptx-interp")]
+pub mod interp_backend;
 pub mod layer;
 pub mod ops;
 pub mod reference;
-pub mod report;
+pub mod registry;
 pub mod rng;
 mod tensor;
 #[cfg(feature = "wgpu")]
@@ -108,36 +128,35 @@ mod wgpu_backend;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-/// Kernel sources paired by stem, generated and checked by `build.rs` from `kernels/` and
-/// `shaders/`.
-pub mod registry {
-    include!(concat!(env!("OUT_DIR"), "/registry.rs"));
-}
-
-pub use device::{Backend, Device};
+pub use backend::Backend;
+pub use device::Device;
+pub use dims::additive_topk::AdditiveTopkDims;
+pub use dims::index_map::{IndexMapConfig, IndexMapDims};
+pub use dims::matmul::{MatmulDims, Transpose};
+pub use dims::moe_ffn::MoeFfnDims;
+pub use dims::peer_ffn::{Activation, PeerFfnDims};
+pub use dims::rmsnorm::RmsNormDims;
+pub use dims::row_sort::RowSortDims;
+pub use dims::score_fn::{ScoreFn, ScoreFnDims};
+pub use dims::tucker_topk::TuckerTopkDims;
+pub use dims::weighted_gather::WeightedGatherDims;
+pub use dims::BackwardMode;
 pub use dtype::{bf16, f16, DType, Element, Float};
 pub use error::{Error, Result};
 pub use ops::additive_topk::{
-    additive_topk, additive_topk_backward, AdditiveTopkArgs, AdditiveTopkDims, AdditiveTopkGrads,
-    TopkOutput,
+    additive_topk, additive_topk_backward, AdditiveTopkArgs, AdditiveTopkGrads, TopkOutput,
 };
-pub use ops::index_map::{index_map, IndexMapArgs, IndexMapConfig, IndexMapDims};
-pub use ops::matmul::{matmul, MatmulArgs, MatmulDims};
-pub use ops::moe_ffn::{moe_ffn, MoeFfnArgs, MoeFfnDims, MoeFfnOutput, MoeRouting};
-pub use ops::peer_ffn::{
-    peer_ffn, peer_ffn_backward, Activation, PeerFfnArgs, PeerFfnDims, PeerFfnGrads,
-};
-pub use ops::rmsnorm::{rmsnorm, rmsnorm_backward, RmsNormArgs, RmsNormDims, RmsNormGrads};
-pub use ops::row_sort::{row_sort, RowSortArgs, RowSortDims};
-pub use ops::score_fn::{score_fn, score_fn_backward, ScoreFn, ScoreFnArgs, ScoreFnDims};
-pub use ops::tucker_topk::{
-    tucker_topk, tucker_topk_backward, TuckerTopkArgs, TuckerTopkDims, TuckerTopkGrads,
-};
+pub use ops::index_map::{index_map, IndexMapArgs};
+pub use ops::matmul::{matmul, MatmulArgs};
+pub use ops::moe_ffn::{moe_ffn, MoeFfnArgs, MoeFfnOutput, MoeRouting};
+pub use ops::peer_ffn::{peer_ffn, peer_ffn_backward, PeerFfnArgs, PeerFfnGrads};
+pub use ops::rmsnorm::{rmsnorm, rmsnorm_backward, RmsNormArgs, RmsNormGrads};
+pub use ops::row_sort::{row_sort, RowSortArgs};
+pub use ops::score_fn::{score_fn, score_fn_backward, ScoreFnArgs};
+pub use ops::tucker_topk::{tucker_topk, tucker_topk_backward, TuckerTopkArgs, TuckerTopkGrads};
 pub use ops::weighted_gather::{
-    weighted_gather, weighted_gather_backward, WeightedGatherArgs, WeightedGatherDims,
-    WeightedGatherGrads,
+    weighted_gather, weighted_gather_backward, WeightedGatherArgs, WeightedGatherGrads,
 };
-pub use ops::BackwardMode;
 
 /// Switches for tests and debugging.
 pub mod testing {

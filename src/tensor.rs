@@ -1,17 +1,20 @@
-//! [`Tensor`]: a shaped, contiguous, row-major buffer on a device.
+//! [`Tensor`]: a shaped, contiguous, row-major buffer on a device, and [`TensorGpu`]: how the
+//! ops reach the device buffer behind a tensor and wrap a new buffer as a tensor.
 
-#[cfg(any(feature = "cuda", feature = "wgpu"))]
+#[cfg(any(feature = "cuda", feature = "wgpu", feature = "ptx-interp"))]
 use std::sync::Arc;
 
 #[cfg(feature = "cuda")]
-use crate::cuda_backend::CudaStorage;
-use crate::device::{Device, DeviceInner};
+use crate::cuda_backend::CudaDevice;
+use crate::device::{on_device, Device, DeviceInner};
 use crate::dtype::Element;
 use crate::error::{Error, Result};
-#[cfg(any(feature = "cuda", feature = "wgpu"))]
-use crate::gpu::{Gpu, TensorGpu};
+#[cfg(any(feature = "cuda", feature = "wgpu", feature = "ptx-interp"))]
+use crate::gpu::{Fill, Gpu};
+#[cfg(feature = "ptx-interp")]
+use crate::interp_backend::InterpDevice;
 #[cfg(feature = "wgpu")]
-use crate::wgpu_backend::WgpuStorage;
+use crate::wgpu_backend::WgpuDevice;
 
 /// A row-major contiguous array of `T` on a [`Device`]; the last dimension is fastest.
 ///
@@ -33,10 +36,118 @@ pub struct Tensor<T: Element> {
 pub(crate) enum Storage<T> {
     Cpu(Vec<T>),
     #[cfg(feature = "cuda")]
-    Cuda(CudaStorage),
+    Cuda(GpuStorage<CudaDevice>),
     #[cfg(feature = "wgpu")]
-    Wgpu(WgpuStorage),
+    Wgpu(GpuStorage<WgpuDevice>),
+    #[cfg(feature = "ptx-interp")]
+    PtxInterp(GpuStorage<InterpDevice>),
 }
+
+/// A buffer on one GPU device, with the device it belongs to.
+#[cfg(any(feature = "cuda", feature = "wgpu", feature = "ptx-interp"))]
+pub(crate) struct GpuStorage<G: Gpu> {
+    pub(crate) device: Arc<G>,
+    pub(crate) buffer: G::Buffer,
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu", feature = "ptx-interp"))]
+impl<G: Gpu> std::fmt::Debug for GpuStorage<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} buffer", G::BACKEND)
+    }
+}
+
+/// Runs `$cpu` with the host vector or `$gpu` with the [`GpuStorage`] of any GPU backend.
+macro_rules! on_storage {
+    ($storage:expr, cpu($v:pat) => $cpu:expr, gpu($s:ident) => $gpu:expr $(,)?) => {
+        match $storage {
+            Storage::Cpu($v) => $cpu,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda($s) => $gpu,
+            #[cfg(feature = "wgpu")]
+            Storage::Wgpu($s) => $gpu,
+            #[cfg(feature = "ptx-interp")]
+            Storage::PtxInterp($s) => $gpu,
+        }
+    };
+}
+
+/// A GPU backend as the ops see it: the buffer behind a tensor of its device, and a new buffer
+/// wrapped as a tensor.
+#[cfg(any(feature = "cuda", feature = "wgpu", feature = "ptx-interp"))]
+pub(crate) trait TensorGpu: Gpu + Send + Sync + 'static {
+    /// The storage of a tensor on a device of this backend, `None` elsewhere.
+    fn storage_of<T>(s: &Storage<T>) -> Option<&GpuStorage<Self>>;
+
+    /// A tensor's storage over a buffer of this backend.
+    fn storage<T>(s: GpuStorage<Self>) -> Storage<T>;
+
+    /// The device handle.
+    fn device(self: &Arc<Self>) -> Device;
+
+    /// The buffer behind `t` (a tensor of this device), or [`Error::DeviceMismatch`] naming
+    /// `arg` of `op`.
+    fn buffer<'t, T: Element>(
+        &self,
+        op: &'static str,
+        arg: &'static str,
+        t: &'t Tensor<T>,
+    ) -> Result<&'t Self::Buffer> {
+        Self::storage_of(&t.storage)
+            .map(|s| &s.buffer)
+            .ok_or_else(|| Error::DeviceMismatch {
+                op,
+                arg,
+                expected: Self::BACKEND.to_string(),
+                got: t.device().to_string(),
+            })
+    }
+
+    /// A tensor of `shape` owning `buffer` (whose size the caller computed from `shape`).
+    fn wrap<T: Element>(
+        self: &Arc<Self>,
+        shape: &[usize],
+        buffer: Self::Buffer,
+    ) -> Result<Tensor<T>> {
+        Tensor::from_storage(
+            shape,
+            Self::storage(GpuStorage {
+                device: Arc::clone(self),
+                buffer,
+            }),
+        )
+    }
+}
+
+/// Implements [`TensorGpu`] for a backend from its `Storage` and `DeviceInner` variants.
+macro_rules! tensor_gpu {
+    ($feature:literal, $ty:ty, $variant:ident) => {
+        #[cfg(feature = $feature)]
+        impl TensorGpu for $ty {
+            fn storage_of<T>(s: &Storage<T>) -> Option<&GpuStorage<Self>> {
+                match s {
+                    Storage::$variant(g) => Some(g),
+                    #[allow(unreachable_patterns, reason = "one GPU backend compiled")]
+                    _ => None,
+                }
+            }
+
+            fn storage<T>(s: GpuStorage<Self>) -> Storage<T> {
+                Storage::$variant(s)
+            }
+
+            fn device(self: &Arc<Self>) -> Device {
+                Device {
+                    inner: DeviceInner::$variant(Arc::clone(self)),
+                }
+            }
+        }
+    };
+}
+
+tensor_gpu!("cuda", CudaDevice, Cuda);
+tensor_gpu!("wgpu", WgpuDevice, Wgpu);
+tensor_gpu!("ptx-interp", InterpDevice, PtxInterp);
 
 /// The number of elements of a shape, or [`Error::SizeOverflow`] if it does not fit `usize`.
 pub fn shape_len(op: &'static str, shape: &[usize]) -> Result<usize> {
@@ -65,23 +176,9 @@ impl<T: Element> Tensor<T> {
                 got: data.len(),
             });
         }
-        let storage = match &device.inner {
-            DeviceInner::Cpu => Storage::Cpu(data),
-            #[cfg(feature = "cuda")]
-            DeviceInner::Cuda(d) => Storage::Cuda(CudaStorage {
-                slice: d.upload_bytes(bytemuck::cast_slice(&data))?,
-                device: Arc::clone(d),
-            }),
-            #[cfg(feature = "wgpu")]
-            DeviceInner::Wgpu(d) => Storage::Wgpu(WgpuStorage {
-                buffer: d.upload_bytes(bytemuck::cast_slice(&data))?,
-                device: Arc::clone(d),
-            }),
-        };
-        Ok(Tensor {
-            shape: shape.to_vec(),
-            storage,
-        })
+        on_device!(device,
+            cpu => Tensor::from_storage(shape, Storage::Cpu(data)),
+            gpu(g) => g.wrap(shape, g.upload(bytemuck::cast_slice(&data))?))
     }
 
     /// Copies `data` to `device` as a tensor of this shape.
@@ -108,25 +205,22 @@ impl<T: Element> Tensor<T> {
     /// [`Error::SizeOverflow`] if the element count overflows, or the device's allocation error.
     pub fn zeros(device: &Device, shape: &[usize]) -> Result<Tensor<T>> {
         let len = shape_len("Tensor::zeros", shape)?;
-        #[cfg(any(feature = "cuda", feature = "wgpu"))]
-        let bytes =
-            len.checked_mul(std::mem::size_of::<T>())
-                .ok_or_else(|| Error::SizeOverflow {
+        on_device!(device,
+        cpu => Tensor::from_vec(device, shape, vec![T::zeroed(); len]),
+        gpu(g) => {
+            let bytes = len.checked_mul(std::mem::size_of::<T>()).ok_or_else(|| {
+                Error::SizeOverflow {
                     op: "Tensor::zeros",
                     what: format!("{len} elements of {} bytes", std::mem::size_of::<T>()),
-                })?;
-        match &device.inner {
-            DeviceInner::Cpu => Tensor::from_vec(device, shape, vec![T::zeroed(); len]),
-            #[cfg(feature = "cuda")]
-            DeviceInner::Cuda(d) => d.wrap(shape, d.alloc(bytes, crate::gpu::Fill::Zero)?),
-            #[cfg(feature = "wgpu")]
-            DeviceInner::Wgpu(d) => d.wrap(shape, d.alloc(bytes, crate::gpu::Fill::Zero)?),
-        }
+                }
+            })?;
+            g.wrap(shape, g.alloc(bytes, Fill::Zero)?)
+        })
     }
 
     /// A tensor over existing storage (the element count is checked by the caller's sizes).
     #[cfg_attr(
-        not(any(feature = "cuda", feature = "wgpu")),
+        not(any(feature = "cuda", feature = "wgpu", feature = "ptx-interp")),
         allow(dead_code, reason = "used by the GPU backends")
     )]
     pub(crate) fn from_storage(shape: &[usize], storage: Storage<T>) -> Result<Tensor<T>> {
@@ -135,14 +229,6 @@ impl<T: Element> Tensor<T> {
             shape: shape.to_vec(),
             storage,
         })
-    }
-
-    #[cfg_attr(
-        not(any(feature = "cuda", feature = "wgpu")),
-        allow(dead_code, reason = "used by the GPU backends")
-    )]
-    pub(crate) fn storage(&self) -> &Storage<T> {
-        &self.storage
     }
 
     /// The dimensions, outermost first.
@@ -183,17 +269,7 @@ impl<T: Element> Tensor<T> {
 
     /// The device the data lives on.
     pub fn device(&self) -> Device {
-        match &self.storage {
-            Storage::Cpu(_) => Device::cpu(),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(s) => Device {
-                inner: DeviceInner::Cuda(Arc::clone(&s.device)),
-            },
-            #[cfg(feature = "wgpu")]
-            Storage::Wgpu(s) => Device {
-                inner: DeviceInner::Wgpu(Arc::clone(&s.device)),
-            },
-        }
+        on_storage!(&self.storage, cpu(_) => Device::cpu(), gpu(s) => s.device.device())
     }
 
     /// Copies the elements to the host.
@@ -201,19 +277,11 @@ impl<T: Element> Tensor<T> {
     /// # Errors
     /// The device's download error.
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        let bytes = self.len() * std::mem::size_of::<T>();
-        let _ = bytes;
-        match &self.storage {
-            Storage::Cpu(v) => Ok(v.clone()),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(s) => Ok(bytemuck::pod_collect_to_vec(
-                &s.device.download(&s.slice, bytes)?,
-            )),
-            #[cfg(feature = "wgpu")]
-            Storage::Wgpu(s) => Ok(bytemuck::pod_collect_to_vec(
-                &s.device.download(&s.buffer, bytes)?,
-            )),
-        }
+        on_storage!(&self.storage,
+        cpu(v) => Ok(v.clone()),
+        gpu(s) => Ok(bytemuck::pod_collect_to_vec(
+            &s.device.download(&s.buffer, self.len() * std::mem::size_of::<T>())?,
+        )))
     }
 
     /// A copy on the same device (device to device on a GPU; it does not wait for the copy).
@@ -221,29 +289,17 @@ impl<T: Element> Tensor<T> {
     /// # Errors
     /// The device's allocation or copy error.
     pub fn try_clone(&self) -> Result<Tensor<T>> {
-        #[cfg(any(feature = "cuda", feature = "wgpu"))]
-        let bytes = self.len() * std::mem::size_of::<T>();
-        match &self.storage {
-            Storage::Cpu(v) => Tensor::from_storage(&self.shape, Storage::Cpu(v.clone())),
-            #[cfg(feature = "cuda")]
-            Storage::Cuda(s) => {
-                let mut copy = s.device.alloc(bytes, crate::gpu::Fill::Zero)?;
-                if bytes > 0 {
-                    s.device
-                        .copy(&s.slice, 0, &mut copy, 0, bytes.div_ceil(4) * 4)?;
-                }
-                s.device.wrap(&self.shape, copy)
+        on_storage!(&self.storage,
+        cpu(v) => Tensor::from_storage(&self.shape, Storage::Cpu(v.clone())),
+        gpu(s) => {
+            let bytes = self.len() * std::mem::size_of::<T>();
+            let mut copy = s.device.alloc(bytes, Fill::Zero)?;
+            if bytes > 0 {
+                s.device
+                    .copy(&s.buffer, 0, &mut copy, 0, bytes.div_ceil(4) * 4)?;
             }
-            #[cfg(feature = "wgpu")]
-            Storage::Wgpu(s) => {
-                let mut copy = s.device.alloc(bytes, crate::gpu::Fill::Zero)?;
-                if bytes > 0 {
-                    s.device
-                        .copy(&s.buffer, 0, &mut copy, 0, bytes.div_ceil(4) * 4)?;
-                }
-                s.device.wrap(&self.shape, copy)
-            }
-        }
+            s.device.wrap(&self.shape, copy)
+        })
     }
 
     /// A copy on another device (through the host when the devices differ).

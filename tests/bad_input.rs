@@ -589,7 +589,7 @@ fn weighted_gather_rejects_table_with_more_rows_than_u32_indices_reach() {
         tokens: 1,
         slots: 1,
         cores: 1,
-        rows: 1 << 32,
+        table_rows: 1 << 32,
         dv: 1,
     };
     d.check().unwrap();
@@ -870,7 +870,7 @@ fn gpu_devices_report_why_they_are_missing() {
     let rank = |b: Backend| match b {
         Backend::Cuda => 0,
         Backend::Wgpu => 1,
-        Backend::Cpu => 2,
+        _ => 2,
     };
     assert_eq!(skipped.len(), rank(best.backend()));
 }
@@ -998,7 +998,7 @@ fn reference_functions_reject_slices_that_disagree_with_their_dims() {
         tokens: 2,
         slots: 2,
         cores: 1,
-        rows: 3,
+        table_rows: 3,
         dv: 2,
     };
     let e = ultramem::reference::weighted_gather::forward(
@@ -1186,8 +1186,8 @@ fn matmul_rejects_mismatched_inner_sizes_and_bad_addends() {
     let args = MatmulArgs {
         a: &a,
         b: &b,
-        transpose_a: false,
-        transpose_b: false,
+        transpose_a: Transpose::No,
+        transpose_b: Transpose::No,
         addend: None,
     };
     let e = matmul(&args).unwrap_err();

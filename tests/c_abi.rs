@@ -167,7 +167,7 @@ fn gather_through_the_abi_is_the_reference() {
         tokens: 2,
         slots: 3,
         cores: 1,
-        rows: 4,
+        table_rows: 4,
         dv: 2,
     };
     let want = reference::weighted_gather::forward(&d, &g.rows, &g.w, &g.table).unwrap();

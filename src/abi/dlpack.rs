@@ -1,18 +1,19 @@
-//! DLPack's `DLTensor` (v0.8 / v1.x layout, which did not change) and the checked views the ABI
-//! reads and writes through. Every `unsafe` block of the C ABI is in this file.
+//! DLPack's `DLTensor` (v0.8 / v1.x layout, which did not change), read into the ABI's
+//! [`View`], and [`Borrows`]: the host path's typed slices over the caller's memory. The
+//! `unsafe` blocks that read a caller's descriptors and host memory are in this file.
 //!
-//! A caller's tensor is read once into a [`View`]: its shape, element type, place, address and
-//! byte length, after checking the descriptor (null pointers, negative sizes, strides that are
-//! not row-major contiguous, an address not aligned to the element, a size that overflows). The
-//! ABI then borrows the memory as a typed slice for the duration of one call. An output is only
-//! borrowed mutably after [`Borrows`] has checked that it overlaps no other tensor of the call,
-//! so no `&mut` slice ever aliases another slice.
+//! A caller's tensor is read once ([`read`]) into a [`View`]: its shape, element type, place,
+//! address and byte length, after checking the descriptor (null pointers, negative sizes,
+//! strides that are not row-major contiguous, an address not aligned to the element, a size that
+//! overflows). The host path then borrows the memory as a typed slice for the duration of one
+//! call. An output is only borrowed mutably after [`Borrows`] has checked that it overlaps no
+//! other tensor of the call, so no `&mut` slice ever aliases another slice.
 
 use std::ffi::c_void;
 
 use half::{bf16, f16};
 
-use crate::device::Backend;
+use super::view::{check_no_overlap, Elem, Place, View};
 use crate::error::{Error, Result};
 
 /// The most dimensions a descriptor may claim (the ops' tensors have at most 5).
@@ -76,47 +77,16 @@ pub struct DLTensor {
     pub byte_offset: u64,
 }
 
-/// The element types the ABI takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Elem {
-    /// `int32` indices (negative values are out of range).
-    I32,
-    /// `uint32` indices.
-    U32,
-    /// IEEE half.
-    F16,
-    /// bfloat16.
-    BF16,
-    /// IEEE single.
-    F32,
-    /// IEEE double (the CPU path computes in f64: what `torch.autograd.gradcheck` needs).
-    F64,
-}
-
-impl Elem {
-    fn of(t: DLDataType) -> Option<Elem> {
-        match (t.code, t.bits, t.lanes) {
-            (DL_INT, 32, 1) => Some(Elem::I32),
-            (DL_UINT, 32, 1) => Some(Elem::U32),
-            (DL_FLOAT, 16, 1) => Some(Elem::F16),
-            (DL_BFLOAT, 16, 1) => Some(Elem::BF16),
-            (DL_FLOAT, 32, 1) => Some(Elem::F32),
-            (DL_FLOAT, 64, 1) => Some(Elem::F64),
-            _ => None,
-        }
-    }
-
-    /// Bytes per element.
-    pub const fn size(self) -> usize {
-        match self {
-            Elem::F16 | Elem::BF16 => 2,
-            Elem::I32 | Elem::U32 | Elem::F32 => 4,
-            Elem::F64 => 8,
-        }
-    }
-
-    fn is_index(self) -> bool {
-        matches!(self, Elem::I32 | Elem::U32)
+/// The ABI's element type of a DLPack dtype, if it takes it.
+fn elem_of(t: DLDataType) -> Option<Elem> {
+    match (t.code, t.bits, t.lanes) {
+        (DL_INT, 32, 1) => Some(Elem::I32),
+        (DL_UINT, 32, 1) => Some(Elem::U32),
+        (DL_FLOAT, 16, 1) => Some(Elem::F16),
+        (DL_BFLOAT, 16, 1) => Some(Elem::BF16),
+        (DL_FLOAT, 32, 1) => Some(Elem::F32),
+        (DL_FLOAT, 64, 1) => Some(Elem::F64),
+        _ => None,
     }
 }
 
@@ -135,30 +105,6 @@ fn describe(t: DLDataType) -> String {
     }
 }
 
-/// Where a tensor's memory lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Place {
-    /// Host memory (CPU or pinned CUDA host memory).
-    Host,
-    /// CUDA device memory on this ordinal.
-    Cuda(i32),
-}
-
-/// A checked description of one caller tensor (see the module docs).
-#[derive(Clone, Debug)]
-pub struct View {
-    op: &'static str,
-    arg: &'static str,
-    /// The sizes.
-    pub shape: Vec<usize>,
-    /// The element type.
-    pub elem: Elem,
-    /// Where the memory lives.
-    pub place: Place,
-    addr: usize,
-    len: usize,
-}
-
 fn invalid(op: &'static str, arg: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidArgument {
         op,
@@ -167,247 +113,127 @@ fn invalid(op: &'static str, arg: &'static str, reason: impl Into<String>) -> Er
     }
 }
 
-impl View {
-    /// Reads and checks the descriptor at `tensor`.
-    ///
-    /// # Safety
-    /// `tensor` is null or points to a `DLTensor` whose `shape` (and `strides`, when not null)
-    /// point to `ndim` readable `i64`s, all valid for the duration of this call.
-    pub unsafe fn read(
-        op: &'static str,
-        arg: &'static str,
-        tensor: *const DLTensor,
-    ) -> Result<View> {
-        // SAFETY: the caller guarantees `tensor` is null or valid; `as_ref` handles null.
-        let Some(t) = (unsafe { tensor.as_ref() }) else {
-            return Err(invalid(op, arg, "null pointer"));
-        };
-        // No op takes more than 5 dimensions; a larger `ndim` is a garbage descriptor, refused
-        // before `shape` is read for that many entries.
-        let ndim = usize::try_from(t.ndim)
-            .ok()
-            .filter(|&n| n <= MAX_NDIM)
-            .ok_or_else(|| invalid(op, arg, format!("ndim {} (at most {MAX_NDIM})", t.ndim)))?;
-        if ndim > 0 && t.shape.is_null() {
-            return Err(invalid(op, arg, "null shape pointer"));
-        }
-        let (sizes, strides): (&[i64], Option<&[i64]>) = if ndim == 0 {
-            (&[], None)
-        } else {
-            // SAFETY: `shape` is non-null and, by the caller's contract, points to `ndim` i64s.
-            let sizes = unsafe { std::slice::from_raw_parts(t.shape, ndim) };
-            // SAFETY: likewise for `strides` when it is not null.
-            let strides = (!t.strides.is_null())
-                .then(|| unsafe { std::slice::from_raw_parts(t.strides, ndim) });
-            (sizes, strides)
-        };
-        let mut shape = Vec::with_capacity(ndim);
-        for &s in sizes {
-            shape.push(
-                usize::try_from(s)
-                    .map_err(|_| invalid(op, arg, format!("size {s} in its shape")))?,
-            );
-        }
-        let elem = Elem::of(t.dtype).ok_or_else(|| {
-            invalid(
+/// Reads and checks the descriptor at `tensor` as argument `arg` of `op`.
+///
+/// # Safety
+/// `tensor` is null or points to a `DLTensor` whose `shape` (and `strides`, when not null)
+/// point to `ndim` readable `i64`s, all valid for the duration of this call.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a bad descriptor, [`Error::SizeOverflow`].
+pub unsafe fn read(op: &'static str, arg: &'static str, tensor: *const DLTensor) -> Result<View> {
+    // SAFETY: the caller guarantees `tensor` is null or valid; `as_ref` handles null.
+    let Some(t) = (unsafe { tensor.as_ref() }) else {
+        return Err(invalid(op, arg, "null pointer"));
+    };
+    // No op takes more than 5 dimensions; a larger `ndim` is a garbage descriptor, refused
+    // before `shape` is read for that many entries.
+    let ndim = usize::try_from(t.ndim)
+        .ok()
+        .filter(|&n| n <= MAX_NDIM)
+        .ok_or_else(|| invalid(op, arg, format!("ndim {} (at most {MAX_NDIM})", t.ndim)))?;
+    if ndim > 0 && t.shape.is_null() {
+        return Err(invalid(op, arg, "null shape pointer"));
+    }
+    let (sizes, strides): (&[i64], Option<&[i64]>) = if ndim == 0 {
+        (&[], None)
+    } else {
+        // SAFETY: `shape` is non-null and, by the caller's contract, points to `ndim` i64s.
+        let sizes = unsafe { std::slice::from_raw_parts(t.shape, ndim) };
+        // SAFETY: likewise for `strides` when it is not null.
+        let strides =
+            (!t.strides.is_null()).then(|| unsafe { std::slice::from_raw_parts(t.strides, ndim) });
+        (sizes, strides)
+    };
+    let mut shape = Vec::with_capacity(ndim);
+    for &s in sizes {
+        shape.push(
+            usize::try_from(s).map_err(|_| invalid(op, arg, format!("size {s} in its shape")))?,
+        );
+    }
+    let elem = elem_of(t.dtype).ok_or_else(|| {
+        invalid(
+            op,
+            arg,
+            format!(
+                "dtype {}; the ABI takes int32/uint32 indices and float16, bfloat16, float32, float64 values",
+                describe(t.dtype)
+            ),
+        )
+    })?;
+    let place = match t.device.device_type {
+        DL_CPU | DL_CUDA_HOST => Place::Host,
+        DL_CUDA => Place::Cuda(t.device.device_id),
+        other => {
+            return Err(invalid(
                 op,
                 arg,
-                format!(
-                    "dtype {}; the ABI takes int32/uint32 indices and float16, bfloat16, float32, float64 values",
-                    describe(t.dtype)
-                ),
-            )
-        })?;
-        let place = match t.device.device_type {
-            DL_CPU | DL_CUDA_HOST => Place::Host,
-            DL_CUDA => Place::Cuda(t.device.device_id),
-            other => {
-                return Err(invalid(
-                    op,
-                    arg,
-                    format!("DLPack device type {other}; the ABI takes CPU and CUDA tensors"),
-                ))
-            }
-        };
-        let numel = shape
-            .iter()
-            .try_fold(1usize, |a, &s| a.checked_mul(s))
-            .ok_or_else(|| Error::SizeOverflow {
-                op,
-                what: format!("`{arg}` with shape {shape:?}"),
-            })?;
-        if let Some(strides) = strides {
-            // Row-major contiguous; a stride of a size-1 dimension is never used, so any is fine.
-            let mut want = 1i64;
-            for (d, (&size, &stride)) in sizes.iter().zip(strides).enumerate().rev() {
-                if size != 1 && stride != want {
-                    return Err(invalid(
-                        op,
-                        arg,
-                        format!(
-                            "not contiguous: stride {stride} in dimension {d} (strides {strides:?}, shape {shape:?}); pass a contiguous tensor"
-                        ),
-                    ));
-                }
-                want = want.saturating_mul(size);
-            }
+                format!("DLPack device type {other}; the ABI takes CPU and CUDA tensors"),
+            ))
         }
-        let len = numel
-            .checked_mul(elem.size())
-            .ok_or_else(|| Error::SizeOverflow {
-                op,
-                what: format!("bytes of `{arg}`"),
-            })?;
-        let addr = (t.data as usize)
-            .checked_add(usize::try_from(t.byte_offset).unwrap_or(usize::MAX))
-            .ok_or_else(|| invalid(op, arg, "data + byte_offset overflows"))?;
-        if len > 0 {
-            if t.data.is_null() {
-                return Err(invalid(op, arg, "null data pointer"));
-            }
-            if addr % elem.size() != 0 {
+    };
+    let numel = shape
+        .iter()
+        .try_fold(1usize, |a, &s| a.checked_mul(s))
+        .ok_or_else(|| Error::SizeOverflow {
+            op,
+            what: format!("`{arg}` with shape {shape:?}"),
+        })?;
+    if let Some(strides) = strides {
+        // Row-major contiguous; a stride of a size-1 dimension is never used, so any is fine.
+        let mut want = 1i64;
+        for (d, (&size, &stride)) in sizes.iter().zip(strides).enumerate().rev() {
+            if size != 1 && stride != want {
                 return Err(invalid(
                     op,
                     arg,
                     format!(
-                        "address {addr:#x} not aligned to its {}-byte elements",
-                        elem.size()
+                        "not contiguous: stride {stride} in dimension {d} (strides {strides:?}, shape {shape:?}); pass a contiguous tensor"
                     ),
                 ));
             }
-            if addr.checked_add(len).is_none() || len > isize::MAX as usize {
-                return Err(Error::SizeOverflow {
-                    op,
-                    what: format!("the address range of `{arg}`"),
-                });
-            }
+            want = want.saturating_mul(size);
         }
-        Ok(View {
+    }
+    let len = numel
+        .checked_mul(elem.size())
+        .ok_or_else(|| Error::SizeOverflow {
             op,
-            arg,
-            shape,
-            elem,
-            place,
-            addr,
-            len,
-        })
-    }
-
-    /// What the GPU path needs to know of the tensor besides its memory.
-    pub fn meta(&self) -> super::device::Meta {
-        super::device::Meta {
-            op: self.op,
-            arg: self.arg,
-            shape: self.shape.clone(),
-            elem: self.elem,
+            what: format!("bytes of `{arg}`"),
+        })?;
+    let addr = (t.data as usize)
+        .checked_add(usize::try_from(t.byte_offset).unwrap_or(usize::MAX))
+        .ok_or_else(|| invalid(op, arg, "data + byte_offset overflows"))?;
+    if len > 0 {
+        if t.data.is_null() {
+            return Err(invalid(op, arg, "null data pointer"));
         }
-    }
-
-    /// The device address of the first element and the byte length: what the CUDA path wraps
-    /// (never dereferenced on the host).
-    pub fn device_region(&self) -> (u64, usize) {
-        (self.addr as u64, self.len)
-    }
-
-    /// The number of elements.
-    pub fn numel(&self) -> usize {
-        self.len / self.elem.size()
-    }
-
-    /// Errors unless the tensor holds indices.
-    fn expect_index(&self) -> Result<()> {
-        if self.elem.is_index() {
-            Ok(())
-        } else {
-            Err(invalid(
-                self.op,
-                self.arg,
-                format!("dtype {:?}; indices are int32 or uint32", self.elem),
-            ))
-        }
-    }
-
-    fn expect_float(&self) -> Result<()> {
-        if self.elem.is_index() {
-            Err(invalid(
-                self.op,
-                self.arg,
-                format!("dtype {:?}; expected a float dtype", self.elem),
-            ))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn overlaps(&self, other: &View) -> bool {
-        self.len > 0
-            && other.len > 0
-            && self.addr < other.addr + other.len
-            && other.addr < self.addr + self.len
-    }
-
-    /// Errors unless the memory is host memory: the host path's borrows never touch device
-    /// memory (the ops send CUDA tensors to the GPU path before; the Tucker proxy is host-only).
-    pub fn host_only(&self) -> Result<()> {
-        match self.place {
-            Place::Host => Ok(()),
-            Place::Cuda(ordinal) => Err(Error::Unsupported {
-                op: self.op,
-                backend: Backend::Cuda,
-                reason: format!(
-                    "`{}` is a CUDA tensor (device {ordinal}); this function takes host tensors",
-                    self.arg
-                ),
-            }),
-        }
-    }
-}
-
-/// Where one call runs: `None` on the host, `Some(ordinal)` on that CUDA device; tensors on
-/// different devices are an error.
-///
-/// # Errors
-/// [`Error::DeviceMismatch`].
-pub fn placement(views: &[&View]) -> Result<Option<i32>> {
-    let Some(first) = views.first() else {
-        return Ok(None);
-    };
-    for v in views {
-        if v.place != first.place {
-            return Err(Error::DeviceMismatch {
-                op: v.op,
-                arg: v.arg,
-                expected: format!("{:?} (as `{}`)", first.place, first.arg),
-                got: format!("{:?}", v.place),
-            });
-        }
-    }
-    Ok(match first.place {
-        Place::Host => None,
-        Place::Cuda(ordinal) => Some(ordinal),
-    })
-}
-
-/// Errors when an output overlaps an input or another output (the GPU path's counterpart of
-/// [`Borrows`]' check).
-///
-/// # Errors
-/// [`Error::InvalidArgument`].
-pub fn check_disjoint(inputs: &[&View], outputs: &[&View]) -> Result<()> {
-    for (i, o) in outputs.iter().enumerate() {
-        let others = inputs.iter().chain(&outputs[..i]);
-        if let Some(other) = others.into_iter().find(|x| o.overlaps(x)) {
+        if addr % elem.size() != 0 {
             return Err(invalid(
-                o.op,
-                o.arg,
+                op,
+                arg,
                 format!(
-                    "overlaps `{}` in memory; outputs must not alias any other tensor of the call",
-                    other.arg
+                    "address {addr:#x} not aligned to its {}-byte elements",
+                    elem.size()
                 ),
             ));
         }
+        if addr.checked_add(len).is_none() || len > isize::MAX as usize {
+            return Err(Error::SizeOverflow {
+                op,
+                what: format!("the address range of `{arg}`"),
+            });
+        }
     }
-    Ok(())
+    Ok(View {
+        op,
+        arg,
+        shape,
+        elem,
+        place,
+        addr,
+        len,
+    })
 }
 
 /// A caller's float elements, borrowed for one call.
@@ -499,21 +325,7 @@ impl Borrows {
 
     fn claim(&mut self, v: &View) -> Result<()> {
         v.host_only()?;
-        if let Some(other) = self
-            .inputs
-            .iter()
-            .chain(&self.outputs)
-            .find(|o| v.overlaps(o))
-        {
-            return Err(invalid(
-                v.op,
-                v.arg,
-                format!(
-                    "overlaps `{}` in memory; outputs must not alias any other tensor of the call",
-                    other.arg
-                ),
-            ));
-        }
+        check_no_overlap(v, self.inputs.iter().chain(&self.outputs))?;
         self.outputs.push(v.clone());
         Ok(())
     }

@@ -35,20 +35,19 @@
 
 pub mod device;
 pub mod dlpack;
+mod shapes;
+pub mod view;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use dlpack::{with_floats, Borrows, DLTensor, Floats, View};
+use dlpack::{with_floats, Borrows, DLTensor, Floats};
+use view::View;
 
 use crate::error::{Error, Result};
-use crate::ops::expect_shape;
 use crate::reference;
-use crate::{
-    Activation, AdditiveTopkDims, IndexMapConfig, IndexMapDims, PeerFfnDims, ScoreFn, ScoreFnDims,
-    TuckerTopkDims, WeightedGatherDims,
-};
+use crate::{Activation, IndexMapConfig, ScoreFn};
 
 /// The version of this ABI; bumped on any change to a signature or a convention.
 pub const ULTRAMEM_ABI_VERSION: i32 = 1;
@@ -136,12 +135,11 @@ macro_rules! views {
         $(
             // SAFETY: the exported function's contract (`ultramem.h`, and its `# Safety`) is
             // that each tensor pointer is null or a valid `DLTensor` for this call.
-            let $name = unsafe { View::read($op, stringify!($name), $name) }?;
+            let $name = unsafe { dlpack::read($op, stringify!($name), $name) }?;
         )+
     };
 }
 
-/// Errors unless a caller-allocated tensor has exactly the shape `want`.
 /// Runs `body` over the CUDA memory of `inputs` then `outputs` (see
 /// `CudaDevice::with_foreign` for the stream ordering).
 #[cfg(feature = "cuda")]
@@ -157,7 +155,7 @@ fn cuda_call(
     ) -> Result<()>,
 ) -> Result<()> {
     let ordinal = usize::try_from(ordinal).map_err(|_| Error::InvalidArgument {
-        op: inputs.first().map_or("abi", |v| v.meta().op),
+        op: inputs.first().map_or("abi", |v| v.op),
         arg: "device_id",
         reason: format!("CUDA device {ordinal}"),
     })?;
@@ -182,8 +180,8 @@ fn cuda_call(
 /// enclosing closure; host tensors fall through to the CPU path.
 macro_rules! on_cuda {
     ($stream:expr, [$($i:ident),*], [$($o:ident),*], |$gpu:ident, [$($ib:ident),*], [$($ob:ident),*]| $body:expr) => {
-        if let Some(_ordinal) = dlpack::placement(&[$(&$i,)* $(&$o,)*])? {
-            dlpack::check_disjoint(&[$(&$i),*], &[$(&$o),*])?;
+        if let Some(_ordinal) = view::placement(&[$(&$i,)* $(&$o,)*])? {
+            view::check_disjoint(&[$(&$i),*], &[$(&$o),*])?;
             #[cfg(feature = "cuda")]
             return cuda_call(_ordinal, $stream, &[$(&$i),*], &[$(&$o),*], |$gpu, ins, outs| {
                 let [$($ib),*] = ins else { unreachable!("one buffer per input") };
@@ -280,16 +278,10 @@ pub unsafe extern "C" fn ultramem_weighted_gather_forward(
             [rows, weights, table],
             [out],
             |gpu, [r, w, t], [o]| {
-                device::weighted_gather_forward(
-                    gpu,
-                    [&rows.meta(), &weights.meta(), &table.meta(), &out.meta()],
-                    [r, w, t],
-                    o,
-                )
+                device::weighted_gather_forward(gpu, [&rows, &weights, &table, &out], [r, w, t], o)
             }
         );
-        let d = WeightedGatherDims::from_shapes(&rows.shape, &weights.shape, &table.shape)?;
-        out.meta().exactly(&[d.tokens, d.dv])?;
+        let d = shapes::weighted_gather_forward([&rows, &weights, &table, &out])?;
         let mut b = Borrows::default();
         let r = b.indices(&rows)?;
         let w = b.floats_f64(&weights)?;
@@ -322,21 +314,12 @@ pub unsafe extern "C" fn ultramem_weighted_gather_backward(
             [rows, weights, table, dout],
             [dweights, dtable],
             |gpu, [r, w, t, g], [dw, dt]| {
-                let m = [
-                    &rows.meta(),
-                    &weights.meta(),
-                    &table.meta(),
-                    &dout.meta(),
-                    &dweights.meta(),
-                    &dtable.meta(),
-                ];
+                let m = [&rows, &weights, &table, &dout, &dweights, &dtable];
                 device::weighted_gather_backward(gpu, m, [r, w, t, g], [dw, dt])
             }
         );
-        let d = WeightedGatherDims::from_shapes(&rows.shape, &weights.shape, &table.shape)?;
-        dout.meta().exactly(&[d.tokens, d.dv])?;
-        dweights.meta().exactly(&weights.shape)?;
-        dtable.meta().exactly(&table.shape)?;
+        let d =
+            shapes::weighted_gather_backward([&rows, &weights, &table, &dout, &dweights, &dtable])?;
         let mut b = Borrows::default();
         let r = b.indices(&rows)?;
         let w = b.floats_f64(&weights)?;
@@ -345,16 +328,6 @@ pub unsafe extern "C" fn ultramem_weighted_gather_backward(
         b.write_floats(&dweights, &dw)?;
         b.write_floats(&dtable, &dt)
     })
-}
-
-/// The PEER value tables of one call: `down` and `up` must share a dtype.
-fn peer_tables<'a>(
-    b: &mut Borrows,
-    down: &'a View,
-    up: &'a View,
-) -> Result<(Floats<'a>, Floats<'a>)> {
-    device::same_tables(&down.meta(), &up.meta())?;
-    Ok((b.floats(down)?, b.floats(up)?))
 }
 
 /// Runs `$body` with `$d` and `$u` bound to two same-typed table slices.
@@ -402,25 +375,16 @@ pub unsafe extern "C" fn ultramem_peer_ffn_forward(
             [rows, scores, z, down, up],
             [out],
             |gpu, [r, s, zb, dn, u], [o]| {
-                let m = [
-                    &rows.meta(),
-                    &scores.meta(),
-                    &z.meta(),
-                    &down.meta(),
-                    &up.meta(),
-                    &out.meta(),
-                ];
+                let m = [&rows, &scores, &z, &down, &up, &out];
                 device::peer_ffn_forward(gpu, m, act, [r, s, zb, dn, u], o)
             }
         );
-        let d =
-            PeerFfnDims::from_shapes(&rows.shape, &scores.shape, &z.shape, &down.shape, &up.shape)?;
-        out.meta().exactly(&[d.tokens, d.dv])?;
+        let d = shapes::peer_ffn_forward([&rows, &scores, &z, &down, &up, &out])?;
         let mut b = Borrows::default();
         let r = b.indices(&rows)?;
         let s = b.floats_f64(&scores)?;
         let zz = b.floats_f64(&z)?;
-        let y = with_tables!(peer_tables(&mut b, &down, &up)?, (dn, upt) => reference::peer_ffn::forward(&d, act, r, &s, &zz, dn, upt))?;
+        let y = with_tables!((b.floats(&down)?, b.floats(&up)?), (dn, upt) => reference::peer_ffn::forward(&d, act, r, &s, &zz, dn, upt))?;
         b.write_floats(&out, &y)
     })
 }
@@ -465,33 +429,20 @@ pub unsafe extern "C" fn ultramem_peer_ffn_backward(
             [dz, dscores, ddown, dup],
             |gpu, [r, s, zb, dn, u, g], [o1, o2, o3, o4]| {
                 let m = [
-                    &rows.meta(),
-                    &scores.meta(),
-                    &z.meta(),
-                    &down.meta(),
-                    &up.meta(),
-                    &dout.meta(),
-                    &dz.meta(),
-                    &dscores.meta(),
-                    &ddown.meta(),
-                    &dup.meta(),
+                    &rows, &scores, &z, &down, &up, &dout, &dz, &dscores, &ddown, &dup,
                 ];
                 device::peer_ffn_backward(gpu, m, act, [r, s, zb, dn, u, g], [o1, o2, o3, o4])
             }
         );
-        let d =
-            PeerFfnDims::from_shapes(&rows.shape, &scores.shape, &z.shape, &down.shape, &up.shape)?;
-        dout.meta().exactly(&[d.tokens, d.dv])?;
-        dz.meta().exactly(&z.shape)?;
-        dscores.meta().exactly(&scores.shape)?;
-        ddown.meta().exactly(&down.shape)?;
-        dup.meta().exactly(&up.shape)?;
+        let d = shapes::peer_ffn_backward([
+            &rows, &scores, &z, &down, &up, &dout, &dz, &dscores, &ddown, &dup,
+        ])?;
         let mut b = Borrows::default();
         let r = b.indices(&rows)?;
         let s = b.floats_f64(&scores)?;
         let zz = b.floats_f64(&z)?;
         let g = b.floats_f64(&dout)?;
-        let grads = with_tables!(peer_tables(&mut b, &down, &up)?, (dn, upt) => reference::peer_ffn::backward(&d, act, r, &s, &zz, dn, upt, &g))?;
+        let grads = with_tables!((b.floats(&down)?, b.floats(&up)?), (dn, upt) => reference::peer_ffn::backward(&d, act, r, &s, &zz, dn, upt, &g))?;
         b.write_floats(&dz, &grads.dz)?;
         b.write_floats(&dscores, &grads.dscores)?;
         b.write_floats(&ddown, &grads.ddown)?;
@@ -525,15 +476,11 @@ pub unsafe extern "C" fn ultramem_additive_topk_forward(
             [q, keys],
             [idx, score],
             |gpu, [qb, kb], [ib, sb]| {
-                let m = [&q.meta(), &keys.meta(), &idx.meta(), &score.meta()];
+                let m = [&q, &keys, &idx, &score];
                 device::additive_topk_forward(gpu, m, top, stage1(k1), [qb, kb], [ib, sb])
             }
         );
-        let d =
-            AdditiveTopkDims::from_shapes(&q.shape, &keys.shape, count(OP, "k", k)?, stage1(k1))?;
-        let shape = [d.tokens, d.heads, d.k];
-        idx.meta().exactly(&shape)?;
-        score.meta().exactly(&shape)?;
+        let d = shapes::additive_topk_forward([&q, &keys, &idx, &score], top, stage1(k1))?;
         let mut b = Borrows::default();
         let qq = b.floats_f64(&q)?;
         let (i, s) =
@@ -567,26 +514,11 @@ pub unsafe extern "C" fn ultramem_additive_topk_backward(
             [q, keys, idx, dscore],
             [dq, dkeys],
             |gpu, [qb, kb, ib, gb], [o1, o2]| {
-                let m = [
-                    &q.meta(),
-                    &keys.meta(),
-                    &idx.meta(),
-                    &dscore.meta(),
-                    &dq.meta(),
-                    &dkeys.meta(),
-                ];
+                let m = [&q, &keys, &idx, &dscore, &dq, &dkeys];
                 device::additive_topk_backward(gpu, m, [qb, kb, ib, gb], [o1, o2])
             }
         );
-        // k from idx; a stage-1 width that any forward with this k could have used.
-        let k = idx.shape.get(2).copied().unwrap_or(0);
-        let n = keys.shape.get(2).copied().unwrap_or(0);
-        let d = AdditiveTopkDims::from_shapes(&q.shape, &keys.shape, k, Some(k.min(n).max(1)))?;
-        let shape = [d.tokens, d.heads, d.k];
-        idx.meta().exactly(&shape)?;
-        dscore.meta().exactly(&shape)?;
-        dq.meta().exactly(&q.shape)?;
-        dkeys.meta().exactly(&keys.shape)?;
+        let d = shapes::additive_topk_backward([&q, &keys, &idx, &dscore, &dq, &dkeys])?;
         let mut b = Borrows::default();
         let qq = b.floats_f64(&q)?;
         let i = b.indices(&idx)?;
@@ -630,15 +562,7 @@ pub unsafe extern "C" fn ultramem_tucker_topk_forward(
             [q, keys, cores, u, v],
             [idx, score],
             |gpu, [qb, kb, cb, ub, vb], [ib, sb]| {
-                let metas = [
-                    &q.meta(),
-                    &keys.meta(),
-                    &cores.meta(),
-                    &u.meta(),
-                    &v.meta(),
-                    &idx.meta(),
-                    &score.meta(),
-                ];
+                let metas = [&q, &keys, &cores, &u, &v, &idx, &score];
                 device::tucker_topk_forward(
                     gpu,
                     metas,
@@ -649,10 +573,11 @@ pub unsafe extern "C" fn ultramem_tucker_topk_forward(
                 )
             }
         );
-        let shapes = [&q.shape[..], &keys.shape, &cores.shape, &u.shape, &v.shape];
-        let d = TuckerTopkDims::from_shapes(shapes, count(OP, "m", m)?, stage1(k1))?;
-        idx.meta().exactly(&[d.tokens, d.heads, d.m])?;
-        score.meta().exactly(&[d.tokens, d.heads, d.m, d.cores])?;
+        let d = shapes::tucker_topk_forward(
+            [&q, &keys, &cores, &u, &v, &idx, &score],
+            top,
+            stage1(k1),
+        )?;
         let mut b = Borrows::default();
         let qq = b.floats_f64(&q)?;
         let cc = b.floats_f64(&cores)?;
@@ -697,28 +622,14 @@ pub unsafe extern "C" fn ultramem_tucker_topk_backward(
             [dq, dkeys, dcores],
             |gpu, [qb, kb, cb, ub, vb, ib, gb], [o1, o2, o3]| {
                 let m = [
-                    &q.meta(),
-                    &keys.meta(),
-                    &cores.meta(),
-                    &u.meta(),
-                    &v.meta(),
-                    &idx.meta(),
-                    &dscore.meta(),
-                    &dq.meta(),
-                    &dkeys.meta(),
-                    &dcores.meta(),
+                    &q, &keys, &cores, &u, &v, &idx, &dscore, &dq, &dkeys, &dcores,
                 ];
                 device::tucker_topk_backward(gpu, m, [qb, kb, cb, ub, vb, ib, gb], [o1, o2, o3])
             }
         );
-        let m = idx.shape.get(2).copied().unwrap_or(0);
-        let shapes = [&q.shape[..], &keys.shape, &cores.shape, &u.shape, &v.shape];
-        let d = TuckerTopkDims::from_shapes(shapes, m, None)?;
-        idx.meta().exactly(&[d.tokens, d.heads, d.m])?;
-        dscore.meta().exactly(&[d.tokens, d.heads, d.m, d.cores])?;
-        dq.meta().exactly(&q.shape)?;
-        dkeys.meta().exactly(&keys.shape)?;
-        dcores.meta().exactly(&cores.shape)?;
+        let d = shapes::tucker_topk_backward([
+            &q, &keys, &cores, &u, &v, &idx, &dscore, &dq, &dkeys, &dcores,
+        ])?;
         let mut b = Borrows::default();
         let qq = b.floats_f64(&q)?;
         let cc = b.floats_f64(&cores)?;
@@ -757,7 +668,6 @@ pub unsafe extern "C" fn ultramem_index_map_forward(
             None
         } else {
             views!(OP; shuffle);
-            expect_shape(OP, "shuffle", &shuffle.shape, &[("V", None)])?;
             Some(shuffle)
         };
         let map = IndexMapConfig {
@@ -769,20 +679,12 @@ pub unsafe extern "C" fn ultramem_index_map_forward(
         inputs.extend(shuffle.as_ref());
         let mut all = inputs.clone();
         all.push(&out);
-        if let Some(_ordinal) = dlpack::placement(&all)? {
-            dlpack::check_disjoint(&inputs, &[&out])?;
+        if let Some(_ordinal) = view::placement(&all)? {
+            view::check_disjoint(&inputs, &[&out])?;
             #[cfg(feature = "cuda")]
             return cuda_call(_ordinal, stream, &inputs, &[&out], |gpu, ins, outs| {
-                let shuffle_meta = shuffle.as_ref().map(View::meta);
-                let table = shuffle_meta.as_ref().zip(ins.get(1));
-                device::index_map_forward(
-                    gpu,
-                    [&idx.meta(), &out.meta()],
-                    table,
-                    map,
-                    &ins[0],
-                    &mut outs[0],
-                )
+                let table = shuffle.as_ref().zip(ins.get(1));
+                device::index_map_forward(gpu, [&idx, &out], table, map, &ins[0], &mut outs[0])
             });
             #[cfg(not(feature = "cuda"))]
             return Err(Error::BackendNotCompiled {
@@ -790,13 +692,7 @@ pub unsafe extern "C" fn ultramem_index_map_forward(
                 feature: "cuda",
             });
         }
-        let d = IndexMapDims {
-            len: idx.numel(),
-            shuffle_len: shuffle.as_ref().map(View::numel),
-            map,
-        };
-        d.check()?;
-        out.meta().exactly(&idx.shape)?;
+        let d = shapes::index_map_forward([&idx, &out], shuffle.as_ref(), map)?;
         let mut b = Borrows::default();
         let i = b.indices(&idx)?;
         let table = match &shuffle {
@@ -827,10 +723,9 @@ pub unsafe extern "C" fn ultramem_score_fn_forward(
         views!(OP; score, out);
         let f = score_function(func)?;
         on_cuda!(stream, [score], [out], |gpu, [sb], [o]| {
-            device::score_fn_run(gpu, [&score.meta(), &out.meta()], f, sb, None, o)
+            device::score_fn_run(gpu, [&score, &out], f, sb, None, o)
         });
-        let d = ScoreFnDims::from_shape(&score.shape)?;
-        out.meta().exactly(&score.shape)?;
+        let d = shapes::score_fn(&score, &[&out])?;
         let mut b = Borrows::default();
         let y = with_floats!(b.floats(&score)?, s => reference::score_fn::forward(&d, f, s))?;
         b.write_floats(&out, &y)
@@ -855,18 +750,9 @@ pub unsafe extern "C" fn ultramem_score_fn_backward(
         views!(OP; score, dout, dscore);
         let f = score_function(func)?;
         on_cuda!(stream, [score, dout], [dscore], |gpu, [sb, gb], [o]| {
-            device::score_fn_run(
-                gpu,
-                [&score.meta(), &dscore.meta()],
-                f,
-                sb,
-                Some((&dout.meta(), gb)),
-                o,
-            )
+            device::score_fn_run(gpu, [&score, &dscore], f, sb, Some((&dout, gb)), o)
         });
-        let d = ScoreFnDims::from_shape(&score.shape)?;
-        dout.meta().exactly(&score.shape)?;
-        dscore.meta().exactly(&score.shape)?;
+        let d = shapes::score_fn(&score, &[&dout, &dscore])?;
         let mut b = Borrows::default();
         let g = b.floats_f64(&dout)?;
         let y = with_floats!(b.floats(&score)?, s => reference::score_fn::backward(&d, f, s, &g))?;
@@ -893,29 +779,13 @@ pub unsafe extern "C" fn ultramem_tucker_proxy(
     call(|| {
         let (u, v) = (u.cast_const(), v.cast_const());
         views!(OP; cores, u, v);
-        expect_shape(
-            OP,
-            "cores",
-            &cores.shape,
-            &[("H", None), ("Cn", None), ("R", None), ("R", None)],
-        )?;
-        let (heads, n_cores, rank) = (cores.shape[0], cores.shape[1], cores.shape[2]);
-        expect_shape(
-            OP,
-            "cores",
-            &cores.shape,
-            &[("H", None), ("Cn", None), ("R", None), ("R", Some(rank))],
-        )?;
-        let proxy = [heads, rank];
-        u.meta().exactly(&proxy)?;
-        v.meta().exactly(&proxy)?;
+        let (heads, n_cores, rank) = shapes::tucker_proxy([&cores, &u, &v], None)?;
         let mut b = Borrows::default();
         let prev = match (prev_u.is_null(), prev_v.is_null()) {
             (true, true) => None,
             (false, false) => {
                 views!(OP; prev_u, prev_v);
-                prev_u.meta().exactly(&proxy)?;
-                prev_v.meta().exactly(&proxy)?;
+                shapes::tucker_proxy([&cores, &u, &v], Some([&prev_u, &prev_v]))?;
                 Some((b.floats_f64(&prev_u)?, b.floats_f64(&prev_v)?))
             }
             _ => {

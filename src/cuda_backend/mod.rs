@@ -22,12 +22,10 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
-use crate::device::{Backend, Device, DeviceInner};
-use crate::dtype::Element;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::gpu::{poisoning, Fill, Gpu, Launch, PendingCheck, SyncState, TensorGpu, POISON_BITS};
+use crate::gpu::{poisoning, Fill, Gpu, Launch, SyncState, POISON_BITS};
 use crate::registry::KernelId;
-use crate::tensor::{Storage, Tensor};
 
 /// A CUDA context, its default stream and the loaded kernels.
 pub(crate) struct CudaDevice {
@@ -44,13 +42,6 @@ impl std::fmt::Debug for CudaDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "CudaDevice({}: {})", self.ordinal, self.name)
     }
-}
-
-/// A tensor's storage on a CUDA device.
-#[derive(Debug)]
-pub(crate) struct CudaStorage {
-    pub(crate) device: Arc<CudaDevice>,
-    pub(crate) slice: CudaSlice<u8>,
 }
 
 fn driver_error(e: impl std::fmt::Display) -> Error {
@@ -98,11 +89,6 @@ impl CudaDevice {
             functions: Mutex::new(HashMap::new()),
             sync: SyncState::default(),
         })
-    }
-
-    /// `ordinal: name`.
-    pub(crate) fn describe(&self) -> String {
-        format!("{}: {}", self.ordinal, self.name)
     }
 
     /// Uploads bytes into a new buffer (rounded up to whole words).
@@ -267,61 +253,14 @@ impl Gpu for CudaDevice {
         true
     }
 
-    fn deferring(&self) -> bool {
-        self.sync.deferring()
-    }
-
-    fn defer(&self, check: PendingCheck<CudaSlice<u8>>) -> Result<()> {
-        self.sync.defer(check);
-        Ok(())
-    }
-
-    fn take_deferred(&self) -> Vec<PendingCheck<CudaSlice<u8>>> {
-        self.sync.take()
-    }
-}
-
-impl TensorGpu for CudaDevice {
     fn sync_state(&self) -> &SyncState<CudaSlice<u8>> {
         &self.sync
     }
 
-    fn buffer<'t, T: Element>(
-        op: &'static str,
-        arg: &'static str,
-        t: &'t Tensor<T>,
-    ) -> Result<&'t CudaSlice<u8>> {
-        match t.storage() {
-            Storage::Cuda(s) => Ok(&s.slice),
-            _ => Err(Error::DeviceMismatch {
-                op,
-                arg,
-                expected: "cuda".into(),
-                got: t.device().to_string(),
-            }),
-        }
+    /// `ordinal: name`.
+    fn describe(&self) -> String {
+        format!("{}: {}", self.ordinal, self.name)
     }
-
-    fn wrap<T: Element>(
-        self: &Arc<Self>,
-        shape: &[usize],
-        slice: CudaSlice<u8>,
-    ) -> Result<Tensor<T>> {
-        Tensor::from_storage(
-            shape,
-            Storage::Cuda(CudaStorage {
-                device: Arc::clone(self),
-                slice,
-            }),
-        )
-    }
-}
-
-/// Opens CUDA device `ordinal` as a [`Device`].
-pub(crate) fn device(ordinal: usize) -> Result<Device> {
-    Ok(Device {
-        inner: DeviceInner::Cuda(Arc::new(CudaDevice::open(ordinal)?)),
-    })
 }
 
 /// Caller-owned device memory borrowed as `CudaSlice`s for one C ABI call. Dropping it leaks

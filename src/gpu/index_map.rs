@@ -1,14 +1,11 @@
 //! The index map on a GPU: `kernels/index_map.ptx`, `shaders/index_map.wgsl`.
 
-use std::sync::Arc;
-
 use super::params::MapParams;
-use super::{check_status, fits_u32, grid, status_word, Fill, Gpu, Launch, TensorGpu};
+use super::{check_status, fits_u32, grid, status_word, Fill, Gpu, Launch};
+use crate::dims::index_map::IndexMapDims;
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::index_map::{IndexMapArgs, IndexMapDims};
 use crate::registry::KernelId;
-use crate::tensor::Tensor;
 
 const OP: &str = "index_map";
 
@@ -69,17 +66,4 @@ pub fn forward<G: Gpu>(
         d.shuffle_len.unwrap_or(0) as u64,
     )?;
     Ok(out)
-}
-
-pub(crate) fn forward_tensors<G: TensorGpu>(
-    gpu: &Arc<G>,
-    args: &IndexMapArgs<'_>,
-    d: &IndexMapDims,
-) -> Result<Tensor<u32>> {
-    let shuffle = match args.shuffle {
-        Some(s) => Some(G::buffer(OP, "shuffle", s)?),
-        None => None,
-    };
-    let out = forward(gpu.as_ref(), d, G::buffer(OP, "idx", args.idx)?, shuffle)?;
-    gpu.wrap(args.idx.shape(), out)
 }

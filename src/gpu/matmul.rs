@@ -1,14 +1,11 @@
 //! Dense products on a GPU: `kernels/matmul.ptx`, `shaders/matmul.wgsl`.
 
-use std::sync::Arc;
-
 use super::params::MatmulParams;
-use super::{fits_binding, fits_u32, grid, Fill, Gpu, Launch, TensorGpu};
+use super::{fits_binding, fits_u32, grid, Fill, Gpu, Launch};
+use crate::dims::matmul::MatmulDims;
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::matmul::{MatmulArgs, MatmulDims};
 use crate::registry::KernelId;
-use crate::tensor::Tensor;
 
 const OP: &str = "matmul";
 const TILE: usize = 16;
@@ -48,8 +45,16 @@ pub fn forward<G: Gpu>(
         return Ok(out);
     }
     // k = 0 still runs: every tile writes zeros (or the addend) through the empty sum.
-    let (a_rs, a_cs) = if d.transpose_a { (1, m) } else { (k, 1) };
-    let (b_rs, b_cs) = if d.transpose_b { (1, k) } else { (n, 1) };
+    let (a_rs, a_cs) = if d.transpose_a.is_transposed() {
+        (1, m)
+    } else {
+        (k, 1)
+    };
+    let (b_rs, b_cs) = if d.transpose_b.is_transposed() {
+        (1, k)
+    } else {
+        (n, 1)
+    };
     let tiles_n = n.div_ceil(TILE);
     let tiles = m.div_ceil(TILE) * tiles_n;
     let (gx, gy) = grid::<G>(OP, tiles)?;
@@ -78,23 +83,4 @@ pub fn forward<G: Gpu>(
         overrides: &[],
     })?;
     Ok(out)
-}
-
-pub(crate) fn forward_tensors<G: TensorGpu>(
-    gpu: &Arc<G>,
-    args: &MatmulArgs<'_>,
-    d: &MatmulDims,
-) -> Result<Tensor<f32>> {
-    let addend = match args.addend {
-        Some(c0) => Some(G::buffer(OP, "addend", c0)?),
-        None => None,
-    };
-    let out = forward(
-        gpu.as_ref(),
-        d,
-        G::buffer(OP, "a", args.a)?,
-        G::buffer(OP, "b", args.b)?,
-        addend,
-    )?;
-    gpu.wrap(&[d.m, d.n], out)
 }

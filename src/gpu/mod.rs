@@ -1,19 +1,17 @@
 //! The backend interface: the primitives a GPU backend implements ([`Gpu`]) and, per op, the
-//! launch sequence written once over them (`gpu/<op>.rs`), on untyped device buffers.
+//! launch sequence written once over them (`gpu/<op>.rs`), on untyped device buffers. Nothing
+//! here knows about tensors or devices: `ops/` wraps these sequences for [`crate::Tensor`]s.
 //!
 //! The PTX and WGSL twins of a kernel take the same parameter struct and the same buffers in the
 //! same order (PTX pointer `i` is WGSL `@binding(i + 1)`; binding 0 is the parameters), so one
 //! sequence of launches drives both backends. Ordinary users call the ops in the crate root;
 //! this module is public so that another executor of the same kernels can run the same launch
-//! sequences — the repo's PTX interpreter does, in the tests. It is not a stable interface.
-
-#![cfg_attr(
-    not(any(feature = "cuda", feature = "wgpu")),
-    allow(
-        dead_code,
-        reason = "the tensor-level wrappers serve the crate's own GPU backends"
-    )
-)]
+//! sequences, and the C ABI runs them over a caller's memory. It is not a stable interface.
+//!
+//! A backend that is not a set of our kernels fits here too: a library call for one product
+//! (cuBLAS for the dense matmul) is a primitive the trait can grow with a default that launches
+//! our kernel, and a graph-capturing device is a [`Gpu`] whose `launch` records instead of
+//! running.
 
 pub mod index_map;
 pub mod matmul;
@@ -27,13 +25,12 @@ pub mod score_fn;
 pub mod weighted_gather;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use crate::device::Backend;
-use crate::dtype::{DType, Element};
+use crate::backend::Backend;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::registry::KernelId;
-use crate::tensor::Tensor;
 
 /// How a fresh buffer starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,31 +130,11 @@ pub trait Gpu: Sized {
     /// Whether float atomics are available (the `Atomic` backward mode).
     fn has_float_atomics(&self) -> bool;
 
-    /// Whether ops queue their status checks for [`resolve_deferred`] instead of reading them
-    /// back at once (a backend that never defers keeps the default).
-    fn deferring(&self) -> bool {
-        false
-    }
+    /// The device's check mode, its queued checks and its count of host synchronisations.
+    fn sync_state(&self) -> &SyncState<Self::Buffer>;
 
-    /// Queues a check; called only while [`Gpu::deferring`] is true. The default, for a
-    /// backend that never defers, resolves it at once.
-    ///
-    /// # Errors
-    /// The check's error when it is resolved at once.
-    fn defer(&self, check: PendingCheck<Self::Buffer>) -> Result<()> {
-        resolve(
-            self,
-            &check.status,
-            check.words,
-            check.indices.as_ref(),
-            &check.decode,
-        )
-    }
-
-    /// Takes the queued checks, oldest first.
-    fn take_deferred(&self) -> Vec<PendingCheck<Self::Buffer>> {
-        Vec::new()
-    }
+    /// A one-line description of the device (name, backend, kind) for messages.
+    fn describe(&self) -> String;
 }
 
 /// Turns an op's status words (and, where word 0 holds a position into an index buffer, the
@@ -189,7 +166,7 @@ pub(crate) fn report<G: Gpu>(
     indices: Option<(&G::Buffer, usize)>,
     decode: Decode,
 ) -> Result<()> {
-    if !gpu.deferring() {
+    if !gpu.sync_state().deferring() {
         return resolve(gpu, &status, words, indices.map(|(b, _)| b), &decode);
     }
     let indices = match indices {
@@ -202,12 +179,13 @@ pub(crate) fn report<G: Gpu>(
         }
         None => None,
     };
-    gpu.defer(PendingCheck {
+    gpu.sync_state().defer(PendingCheck {
         status,
         words,
         indices,
         decode,
-    })
+    });
+    Ok(())
 }
 
 fn resolve<G: Gpu>(
@@ -250,7 +228,7 @@ fn decode_words<G: Gpu>(
 /// be its consequences, e.g. rows computed from a bad index). The status words are gathered on
 /// the device and read back at once: one host synchronisation when nothing went wrong.
 pub fn resolve_deferred<G: Gpu>(gpu: &G) -> Result<()> {
-    let checks = gpu.take_deferred();
+    let checks = gpu.sync_state().take();
     let total: usize = checks.iter().map(|c| c.words).sum();
     if total == 0 {
         return Ok(());
@@ -270,8 +248,9 @@ pub fn resolve_deferred<G: Gpu>(gpu: &G) -> Result<()> {
     Ok(())
 }
 
-/// A crate backend's check mode, its queued checks and its count of host synchronisations.
-pub(crate) struct SyncState<B> {
+/// A backend's check mode (at once, or deferred to [`resolve_deferred`]), its queued checks and
+/// its count of host synchronisations.
+pub struct SyncState<B> {
     deferred: AtomicBool,
     pending: Mutex<Vec<PendingCheck<B>>>,
     host_syncs: AtomicU64,
@@ -288,28 +267,32 @@ impl<B> Default for SyncState<B> {
 }
 
 impl<B> SyncState<B> {
-    pub(crate) fn deferring(&self) -> bool {
+    /// Whether ops queue their status checks instead of reading them back at once.
+    pub fn deferring(&self) -> bool {
         self.deferred.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn set_deferred(&self, on: bool) {
+    /// Turns deferral on or off (queued checks stay queued).
+    pub fn set_deferred(&self, on: bool) {
         self.deferred.store(on, Ordering::Relaxed);
     }
 
-    pub(crate) fn defer(&self, check: PendingCheck<B>) {
+    fn defer(&self, check: PendingCheck<B>) {
         self.queue().push(check);
     }
 
-    pub(crate) fn take(&self) -> Vec<PendingCheck<B>> {
+    fn take(&self) -> Vec<PendingCheck<B>> {
         std::mem::take(&mut *self.queue())
     }
 
-    /// Counts one wait of the host for the device.
-    pub(crate) fn count_sync(&self) {
+    /// Counts one wait of the host for the device (backends call it in `download` and
+    /// `synchronize`).
+    pub fn count_sync(&self) {
         self.host_syncs.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn host_syncs(&self) -> u64 {
+    /// How many times the host has waited for the device.
+    pub fn host_syncs(&self) -> u64 {
         self.host_syncs.load(Ordering::Relaxed)
     }
 
@@ -318,22 +301,6 @@ impl<B> SyncState<B> {
         // single operations), so a poisoned lock is still sound to use.
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// What the crate's own backends add: tensors over their buffers, and the check mode.
-pub(crate) trait TensorGpu: Gpu + Send + Sync + 'static {
-    /// The backend's check mode and synchronisation count.
-    fn sync_state(&self) -> &SyncState<Self::Buffer>;
-
-    /// The buffer behind a tensor of this backend.
-    fn buffer<'t, T: Element>(
-        op: &'static str,
-        arg: &'static str,
-        t: &'t Tensor<T>,
-    ) -> Result<&'t Self::Buffer>;
-
-    /// A tensor owning `buf`.
-    fn wrap<T: Element>(self: &Arc<Self>, shape: &[usize], buf: Self::Buffer) -> Result<Tensor<T>>;
 }
 
 /// A flattened launch of `workgroups` workgroups as `(grid_x, grid_y)`, both at most 65535 (the

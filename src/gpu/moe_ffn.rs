@@ -5,18 +5,15 @@
 //! once per call, whatever the batch), and `combine` sums each token's gated expert outputs in
 //! slot order (deterministic).
 
-use std::sync::Arc;
-
 use super::params::MoeParams;
 use super::{
     check_status, fits_binding, fits_u32, grid, row_sort, status_word, table_dtype, Fill, Gpu,
-    Launch, TensorGpu,
+    Launch,
 };
-use crate::dtype::{DType, Float};
+use crate::dims::moe_ffn::MoeFfnDims;
+use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::moe_ffn::{MoeFfnArgs, MoeFfnDims};
 use crate::registry::KernelId;
-use crate::tensor::Tensor;
 
 const OP: &str = "moe_ffn";
 const THREADS: u32 = 128;
@@ -148,23 +145,4 @@ pub fn forward<G: Gpu>(
         d.experts as u64,
     )?;
     Ok(out)
-}
-
-pub(crate) fn forward_tensors<G: TensorGpu, W: Float>(
-    gpu: &Arc<G>,
-    args: &MoeFfnArgs<'_, W>,
-    d: &MoeFfnDims,
-    experts: &Tensor<u32>,
-    gates: &Tensor<f32>,
-) -> Result<Tensor<f32>> {
-    let b = MoeBuffers {
-        x: G::buffer(OP, "x", args.x)?,
-        experts: G::buffer(OP, "experts", experts)?,
-        gates: G::buffer(OP, "gates", gates)?,
-        w1: G::buffer(OP, "w1", args.w1)?,
-        w3: G::buffer(OP, "w3", args.w3)?,
-        w2: G::buffer(OP, "w2", args.w2)?,
-    };
-    let out = forward(gpu.as_ref(), d, W::DTYPE, &b)?;
-    gpu.wrap(&[d.tokens, d.d_model], out)
 }

@@ -12,7 +12,7 @@ pub(crate) struct ValueParams {
     pub slots: u32,
     pub cores: u32,
     /// Table rows `N`: every row index is checked against it.
-    pub rows: u32,
+    pub table_rows: u32,
     /// Row width of the table and of `g` read by a weighted-gather kernel.
     pub width: u32,
     /// `width / cores` (weighted gather), `dv / cores` (PEER).
@@ -40,8 +40,8 @@ pub(crate) struct ValueParams {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub(crate) struct SortParams {
     pub entries: u32,
-    /// `N`: the sentinel key of a bad row.
-    pub rows: u32,
+    /// Table rows `N`: the sentinel key of a bad row.
+    pub table_rows: u32,
     /// The digit's bit offset in this pass.
     pub shift: u32,
     /// `ceil(entries / 256)`.

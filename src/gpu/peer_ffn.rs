@@ -1,20 +1,17 @@
 //! The PEER per-slot FFN on a GPU: `kernels/peer_ffn.ptx`, `shaders/peer_ffn.wgsl`, with the
 //! value reads done by the weighted-gather kernels.
 
-use std::sync::Arc;
-
 use super::params::ValueParams;
 use super::weighted_gather::Gather;
 use super::{
     check_status, fits_binding, fits_u32, grid, row_sort, status_word, table_dtype, Fill, Gpu,
-    Launch, TensorGpu,
+    Launch,
 };
-use crate::dtype::{DType, Float};
+use crate::dims::peer_ffn::{Activation, PeerFfnDims};
+use crate::dims::BackwardMode;
+use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::peer_ffn::{Activation, PeerFfnArgs, PeerFfnDims, PeerFfnGrads};
-use crate::ops::BackwardMode;
 use crate::registry::KernelId;
-use crate::tensor::Tensor;
 
 const OP: &str = "peer_ffn";
 const THREADS: u32 = 128;
@@ -60,7 +57,7 @@ struct Sizes {
     tokens: u32,
     slots: u32,
     cores: u32,
-    rows: u32,
+    table_rows: u32,
     dp: u32,
     dv: u32,
 }
@@ -73,10 +70,10 @@ fn sizes<G: Gpu>(gpu: &G, d: &PeerFfnDims, dtype: DType) -> Result<Sizes> {
     fits_u32(OP, b, "T*Dv", d.tokens * d.dv)?;
     fits_u32(OP, b, "T*Dp", d.tokens * d.dp)?;
     for (what, bytes) in [
-        ("the down table", d.rows * d.dp * table_bytes),
-        ("the up table", d.rows * d.dv * table_bytes),
-        ("the up gradient", d.rows * d.dv * 4),
-        ("the down gradient", d.rows * d.dp * 4),
+        ("the down table", d.table_rows * d.dp * table_bytes),
+        ("the up table", d.table_rows * d.dv * table_bytes),
+        ("the up gradient", d.table_rows * d.dv * 4),
+        ("the down gradient", d.table_rows * d.dp * 4),
         (
             "the per-slot scratch",
             d.tokens * d.slots * (2 * d.cores + 1) * 4,
@@ -88,7 +85,7 @@ fn sizes<G: Gpu>(gpu: &G, d: &PeerFfnDims, dtype: DType) -> Result<Sizes> {
         tokens: fits_u32(OP, b, "T", d.tokens)?,
         slots: fits_u32(OP, b, "M", d.slots)?,
         cores: fits_u32(OP, b, "Cn", d.cores)?,
-        rows: fits_u32(OP, b, "N", d.rows)?,
+        table_rows: fits_u32(OP, b, "N", d.table_rows)?,
         dp: fits_u32(OP, b, "Dp", d.dp)?,
         dv: fits_u32(OP, b, "Dv", d.dv)?,
     })
@@ -120,7 +117,7 @@ fn params<G: Gpu>(s: &Sizes, dtype: DType, activation: Activation) -> Result<Val
         tokens: s.tokens,
         slots: s.slots,
         cores: s.cores,
-        rows: s.rows,
+        table_rows: s.table_rows,
         width: s.dv,
         slice_width: s.dv / s.cores,
         entries: s.tokens * s.slots,
@@ -166,10 +163,10 @@ pub fn forward<G: Gpu>(
         tokens: s.tokens,
         slots: s.slots,
         cores: s.cores,
-        rows: s.rows,
+        table_rows: s.table_rows,
         width: s.dv,
         table_dtype: dtype,
-        row_buf: b.rows,
+        rows: b.rows,
         weights: &weights,
         table: b.up,
         status: &status,
@@ -182,7 +179,7 @@ pub fn forward<G: Gpu>(
         "rows",
         b.rows,
         (s.tokens * s.slots) as usize,
-        u64::from(s.rows),
+        u64::from(s.table_rows),
     )?;
     Ok(out)
 }
@@ -209,8 +206,8 @@ pub fn backward<G: Gpu>(
     let atomic = mode == BackwardMode::Atomic && gpu.has_float_atomics();
     let atomic_grads = if atomic {
         Some((
-            gpu.alloc(d.rows * d.dv * 4, Fill::Zero)?,
-            gpu.alloc(d.rows * d.dp * 4, Fill::Zero)?,
+            gpu.alloc(d.table_rows * d.dv * 4, Fill::Zero)?,
+            gpu.alloc(d.table_rows * d.dp * 4, Fill::Zero)?,
         ))
     } else {
         None
@@ -248,10 +245,10 @@ pub fn backward<G: Gpu>(
         tokens: s.tokens,
         slots: s.slots,
         cores: 1,
-        rows: s.rows,
+        table_rows: s.table_rows,
         width: s.dp,
         table_dtype: dtype,
-        row_buf: b.rows,
+        rows: b.rows,
         weights: &dalpha,
         table: b.down,
         status: &status,
@@ -261,7 +258,13 @@ pub fn backward<G: Gpu>(
         Some(grads) => grads,
         None => {
             let order = if entries > 0 {
-                Some(row_sort::sort_rows(gpu, OP, b.rows, s.rows, p.entries)?)
+                Some(row_sort::sort_rows(
+                    gpu,
+                    OP,
+                    b.rows,
+                    s.table_rows,
+                    p.entries,
+                )?)
             } else {
                 None
             };
@@ -283,64 +286,12 @@ pub fn backward<G: Gpu>(
         "rows",
         b.rows,
         (s.tokens * s.slots) as usize,
-        u64::from(s.rows),
+        u64::from(s.table_rows),
     )?;
     Ok(PeerGradBuffers {
         dz,
         dscores,
         ddown,
         dup,
-    })
-}
-
-fn buffers<'t, G: TensorGpu, V: Float>(
-    args: &PeerFfnArgs<'t, V>,
-) -> Result<PeerBuffers<'t, G::Buffer>> {
-    Ok(PeerBuffers {
-        rows: G::buffer(OP, "rows", args.rows)?,
-        scores: G::buffer(OP, "scores", args.scores)?,
-        z: G::buffer(OP, "z", args.z)?,
-        down: G::buffer(OP, "down", args.down)?,
-        up: G::buffer(OP, "up", args.up)?,
-    })
-}
-
-pub(crate) fn forward_tensors<G: TensorGpu, V: Float>(
-    gpu: &Arc<G>,
-    args: &PeerFfnArgs<'_, V>,
-    d: &PeerFfnDims,
-) -> Result<Tensor<f32>> {
-    let out = forward(
-        gpu.as_ref(),
-        d,
-        V::DTYPE,
-        args.activation,
-        &buffers::<G, V>(args)?,
-    )?;
-    gpu.wrap(&[d.tokens, d.dv], out)
-}
-
-pub(crate) fn backward_tensors<G: TensorGpu, V: Float>(
-    gpu: &Arc<G>,
-    args: &PeerFfnArgs<'_, V>,
-    dout: &Tensor<f32>,
-    mode: BackwardMode,
-    d: &PeerFfnDims,
-) -> Result<PeerFfnGrads> {
-    let g = G::buffer(OP, "dout", dout)?;
-    let grads = backward(
-        gpu.as_ref(),
-        d,
-        V::DTYPE,
-        args.activation,
-        mode,
-        &buffers::<G, V>(args)?,
-        g,
-    )?;
-    Ok(PeerFfnGrads {
-        dz: gpu.wrap(&[d.tokens, d.dp], grads.dz)?,
-        dscores: gpu.wrap(&[d.tokens, d.slots, d.cores], grads.dscores)?,
-        ddown: gpu.wrap(&[d.rows, d.dp], grads.ddown)?,
-        dup: gpu.wrap(&[d.rows, d.dv], grads.dup)?,
     })
 }

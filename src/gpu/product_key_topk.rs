@@ -2,22 +2,15 @@
 //! `shaders/product_key_topk.wgsl`. The backward's dense parts are weighted gathers
 //! (`kernels/weighted_gather.ptx`): `dq` gathers key rows, `dkeys` scatters query rows.
 
-use std::sync::Arc;
-
 use super::params::TopkParams;
 use super::weighted_gather::Gather;
-use super::{
-    fits_u32, grid, recorded, report, row_sort, table_dtype, Decode, Fill, Gpu, Launch, TensorGpu,
-};
-use crate::dtype::{DType, Float};
+use super::{fits_u32, grid, recorded, report, row_sort, table_dtype, Decode, Fill, Gpu, Launch};
+use crate::dims::additive_topk::AdditiveTopkDims;
+use crate::dims::tucker_topk::TuckerTopkDims;
+use crate::dims::BackwardMode;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::ops::additive_topk::{
-    AdditiveTopkArgs, AdditiveTopkDims, AdditiveTopkGrads, TopkOutput,
-};
-use crate::ops::tucker_topk::{TuckerTopkArgs, TuckerTopkDims, TuckerTopkGrads};
-use crate::ops::BackwardMode;
 use crate::registry::KernelId;
-use crate::tensor::Tensor;
 
 const THREADS: u32 = 256;
 /// Largest supported sizes: the PTX's static workgroup arrays and the WGSL list are built for them.
@@ -318,7 +311,7 @@ pub fn backward<G: Gpu>(
     let entries = th * 2 * s.rank * s.m;
     let status = gpu.alloc(16, Fill::Zero)?;
     // Gather entries: rows and weights at [t, h, side, rank, slot]; then the per-slot dcores.
-    let rows = gpu.alloc(entries * 4, Fill::Output)?;
+    let key_row_of_entry = gpu.alloc(entries * 4, Fill::Output)?;
     let weights_and_cores = gpu.alloc((entries + th * s.m * ncore) * 4, Fill::Output)?;
     params.offset = entries as u32;
     let dcores = if s.additive {
@@ -334,7 +327,7 @@ pub fn backward<G: Gpu>(
             Some(b.cores),
             Some(idx),
             None,
-            Some(&rows),
+            Some(&key_row_of_entry),
             Some(&weights_and_cores),
             Some(&status),
         ];
@@ -381,10 +374,10 @@ pub fn backward<G: Gpu>(
         tokens: fits_u32(s.op(), b32, "T·H·2·R", th * 2 * s.rank)?,
         slots: s.m as u32,
         cores: 1,
-        rows: fits_u32(s.op(), b32, "H·2·R·n", key_rows)?,
+        table_rows: fits_u32(s.op(), b32, "H·2·R·n", key_rows)?,
         width: s.dim as u32,
         table_dtype: dtype,
-        row_buf: &rows,
+        rows: &key_row_of_entry,
         weights: &weights,
         table: b.keys,
         status: &status,
@@ -399,7 +392,7 @@ pub fn backward<G: Gpu>(
             Some(row_sort::sort_rows(
                 gpu,
                 s.op(),
-                &rows,
+                &key_row_of_entry,
                 key_rows as u32,
                 entries as u32,
             )?)
@@ -526,98 +519,4 @@ pub(crate) fn tucker_backward_buffers<G: Gpu>(
         source: "the Tucker backward returned no dcores".into(),
     })?;
     Ok((g.dq, g.dkeys, dcores))
-}
-
-pub(crate) fn additive_forward<G: TensorGpu, K: Float>(
-    gpu: &Arc<G>,
-    args: &AdditiveTopkArgs<'_, K>,
-    d: &AdditiveTopkDims,
-) -> Result<TopkOutput> {
-    const OP: &str = "additive_topk";
-    let (q, keys) = (
-        G::buffer(OP, "q", args.q)?,
-        G::buffer(OP, "keys", args.keys)?,
-    );
-    let (idx, score) = additive_forward_buffers(gpu.as_ref(), d, K::DTYPE, q, keys)?;
-    Ok(TopkOutput {
-        idx: gpu.wrap(&[d.tokens, d.heads, d.k], idx)?,
-        score: gpu.wrap(&[d.tokens, d.heads, d.k], score)?,
-    })
-}
-
-pub(crate) fn additive_backward<G: TensorGpu, K: Float>(
-    gpu: &Arc<G>,
-    args: &AdditiveTopkArgs<'_, K>,
-    idx: &Tensor<u32>,
-    dscore: &Tensor<f32>,
-    mode: BackwardMode,
-    d: &AdditiveTopkDims,
-) -> Result<AdditiveTopkGrads> {
-    const OP: &str = "additive_topk";
-    let (dq, dkeys) = additive_backward_buffers(
-        gpu.as_ref(),
-        d,
-        K::DTYPE,
-        mode,
-        G::buffer(OP, "q", args.q)?,
-        G::buffer(OP, "keys", args.keys)?,
-        G::buffer(OP, "idx", idx)?,
-        G::buffer(OP, "dscore", dscore)?,
-    )?;
-    Ok(AdditiveTopkGrads {
-        dq: gpu.wrap(args.q.shape(), dq)?,
-        dkeys: gpu.wrap(args.keys.shape(), dkeys)?,
-    })
-}
-
-fn tucker_buffers<'a, G: TensorGpu, K: Float>(
-    args: &TuckerTopkArgs<'a, K>,
-) -> Result<TuckerBuffers<'a, G::Buffer>> {
-    const OP: &str = "tucker_topk";
-    Ok(TuckerBuffers {
-        q: G::buffer(OP, "q", args.q)?,
-        keys: G::buffer(OP, "keys", args.keys)?,
-        cores: G::buffer(OP, "cores", args.cores)?,
-        u: G::buffer(OP, "u", args.u)?,
-        v: G::buffer(OP, "v", args.v)?,
-    })
-}
-
-pub(crate) fn tucker_forward<G: TensorGpu, K: Float>(
-    gpu: &Arc<G>,
-    args: &TuckerTopkArgs<'_, K>,
-    d: &TuckerTopkDims,
-) -> Result<TopkOutput> {
-    let b = tucker_buffers::<G, K>(args)?;
-    let (idx, score) = tucker_forward_buffers(gpu.as_ref(), d, K::DTYPE, &b)?;
-    Ok(TopkOutput {
-        idx: gpu.wrap(&[d.tokens, d.heads, d.m], idx)?,
-        score: gpu.wrap(&[d.tokens, d.heads, d.m, d.cores], score)?,
-    })
-}
-
-pub(crate) fn tucker_backward<G: TensorGpu, K: Float>(
-    gpu: &Arc<G>,
-    args: &TuckerTopkArgs<'_, K>,
-    idx: &Tensor<u32>,
-    dscore: &Tensor<f32>,
-    mode: BackwardMode,
-    d: &TuckerTopkDims,
-) -> Result<TuckerTopkGrads> {
-    const OP: &str = "tucker_topk";
-    let b = tucker_buffers::<G, K>(args)?;
-    let (dq, dkeys, dcores) = tucker_backward_buffers(
-        gpu.as_ref(),
-        d,
-        K::DTYPE,
-        mode,
-        &b,
-        G::buffer(OP, "idx", idx)?,
-        G::buffer(OP, "dscore", dscore)?,
-    )?;
-    Ok(TuckerTopkGrads {
-        dq: gpu.wrap(args.q.shape(), dq)?,
-        dkeys: gpu.wrap(args.keys.shape(), dkeys)?,
-        dcores: gpu.wrap(args.cores.shape(), dcores)?,
-    })
 }

@@ -1,14 +1,11 @@
 //! RMSNorm on a GPU: `kernels/rmsnorm.ptx`, `shaders/rmsnorm.wgsl`.
 
-use std::sync::Arc;
-
 use super::params::RmsParams;
-use super::{fits_binding, fits_u32, grid, Fill, Gpu, Launch, TensorGpu};
+use super::{fits_binding, fits_u32, grid, Fill, Gpu, Launch};
+use crate::dims::rmsnorm::RmsNormDims;
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::rmsnorm::{RmsNormArgs, RmsNormDims, RmsNormGrads};
 use crate::registry::KernelId;
-use crate::tensor::Tensor;
 
 const OP: &str = "rmsnorm";
 const THREADS: u32 = 128;
@@ -113,39 +110,4 @@ pub fn backward<G: Gpu>(
         [None, None, None, Some(&dgamma), Some(&gx)],
     )?;
     Ok((dx, dgamma))
-}
-
-pub(crate) fn forward_tensors<G: TensorGpu>(
-    gpu: &Arc<G>,
-    args: &RmsNormArgs<'_>,
-    d: &RmsNormDims,
-) -> Result<Tensor<f32>> {
-    let out = forward(
-        gpu.as_ref(),
-        d,
-        args.eps,
-        G::buffer(OP, "x", args.x)?,
-        G::buffer(OP, "gamma", args.gamma)?,
-    )?;
-    gpu.wrap(&args.out_shape(d), out)
-}
-
-pub(crate) fn backward_tensors<G: TensorGpu>(
-    gpu: &Arc<G>,
-    args: &RmsNormArgs<'_>,
-    dy: &Tensor<f32>,
-    d: &RmsNormDims,
-) -> Result<RmsNormGrads> {
-    let (dx, dgamma) = backward(
-        gpu.as_ref(),
-        d,
-        args.eps,
-        G::buffer(OP, "x", args.x)?,
-        G::buffer(OP, "gamma", args.gamma)?,
-        G::buffer(OP, "dy", dy)?,
-    )?;
-    Ok(RmsNormGrads {
-        dx: gpu.wrap(args.x.shape(), dx)?,
-        dgamma: gpu.wrap(&[d.dim], dgamma)?,
-    })
 }

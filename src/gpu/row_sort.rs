@@ -2,9 +2,9 @@
 
 use super::params::SortParams;
 use super::{grid, Fill, Gpu, Launch};
+use crate::dims::row_sort::RowSortDims;
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::row_sort::{RowSortArgs, RowSortDims};
 use crate::registry::KernelId;
 
 const THREADS: u32 = 256;
@@ -15,7 +15,7 @@ pub(crate) fn sort_rows<G: Gpu>(
     gpu: &G,
     op: &'static str,
     rows: &G::Buffer,
-    n_rows: u32,
+    table_rows: u32,
     entries: u32,
 ) -> Result<G::Buffer> {
     let tiles = entries.div_ceil(THREADS);
@@ -32,7 +32,7 @@ pub(crate) fn sort_rows<G: Gpu>(
     let (gx, gy) = grid::<G>(op, tiles as usize)?;
     let mut params = SortParams {
         entries,
-        rows: n_rows,
+        table_rows,
         tiles,
         grid_x: gx,
         ..SortParams::default()
@@ -59,7 +59,7 @@ pub(crate) fn sort_rows<G: Gpu>(
         (gx, gy),
     )?;
     // Keys go up to n_rows (the sentinel), so that many bits need sorting, 8 per pass.
-    let bits = 32 - n_rows.leading_zeros();
+    let bits = 32 - table_rows.leading_zeros();
     let passes = bits.div_ceil(8).max(1);
     for pass in 0..passes {
         params.shift = 8 * pass;
@@ -106,19 +106,9 @@ pub fn sort<G: Gpu>(gpu: &G, d: &RowSortDims, rows: &G::Buffer) -> Result<G::Buf
     const OP: &str = "row_sort";
     let entries = super::fits_u32(OP, G::BACKEND, "slots", d.len)?;
     // Keys are clamped to N, so N itself must fit a u32 key.
-    let n_rows = d.rows.min(u32::MAX as usize) as u32;
+    let table_rows = d.table_rows.min(u32::MAX as usize) as u32;
     if entries == 0 {
         return gpu.alloc(0, Fill::Zero);
     }
-    sort_rows(gpu, OP, rows, n_rows, entries)
-}
-
-/// The public op on one of the crate's GPU devices.
-pub(crate) fn op<G: super::TensorGpu>(
-    gpu: &std::sync::Arc<G>,
-    args: &RowSortArgs<'_>,
-    d: &RowSortDims,
-) -> Result<crate::tensor::Tensor<u32>> {
-    let rows = G::buffer("row_sort", "rows", args.rows)?;
-    gpu.wrap(&[d.len], sort(gpu.as_ref(), d, rows)?)
+    sort_rows(gpu, OP, rows, table_rows, entries)
 }

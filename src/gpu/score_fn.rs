@@ -1,14 +1,11 @@
 //! The score functions on a GPU: `kernels/score_fn.ptx`, `shaders/score_fn.wgsl`.
 
-use std::sync::Arc;
-
 use super::params::ScoreParams;
-use super::{fits_u32, grid, Fill, Gpu, Launch, TensorGpu};
+use super::{fits_u32, grid, Fill, Gpu, Launch};
+use crate::dims::score_fn::{ScoreFn, ScoreFnDims};
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::score_fn::{ScoreFn, ScoreFnArgs, ScoreFnDims};
 use crate::registry::KernelId;
-use crate::tensor::Tensor;
 
 const OP: &str = "score_fn";
 
@@ -82,34 +79,4 @@ pub fn backward<G: Gpu>(
     dout: &G::Buffer,
 ) -> Result<G::Buffer> {
     run(gpu, d, func, "score_fn_backward", score, Some(dout))
-}
-
-pub(crate) fn forward_tensors<G: TensorGpu>(
-    gpu: &Arc<G>,
-    args: &ScoreFnArgs<'_>,
-    d: &ScoreFnDims,
-) -> Result<Tensor<f32>> {
-    let out = forward(
-        gpu.as_ref(),
-        d,
-        args.func,
-        G::buffer(OP, "score", args.score)?,
-    )?;
-    gpu.wrap(args.score.shape(), out)
-}
-
-pub(crate) fn backward_tensors<G: TensorGpu>(
-    gpu: &Arc<G>,
-    args: &ScoreFnArgs<'_>,
-    dout: &Tensor<f32>,
-    d: &ScoreFnDims,
-) -> Result<Tensor<f32>> {
-    let out = backward(
-        gpu.as_ref(),
-        d,
-        args.func,
-        G::buffer(OP, "score", args.score)?,
-        G::buffer(OP, "dout", dout)?,
-    )?;
-    gpu.wrap(args.score.shape(), out)
 }

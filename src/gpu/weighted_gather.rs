@@ -1,18 +1,15 @@
 //! The weighted gather on a GPU: `kernels/weighted_gather.ptx`, `shaders/weighted_gather.wgsl`.
 
-use std::sync::Arc;
-
 use super::params::ValueParams;
 use super::{
     check_status, fits_binding, fits_u32, grid, row_sort, status_word, table_dtype, Fill, Gpu,
-    Launch, TensorGpu,
+    Launch,
 };
-use crate::dtype::{DType, Float};
+use crate::dims::weighted_gather::WeightedGatherDims;
+use crate::dims::BackwardMode;
+use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::weighted_gather::{WeightedGatherArgs, WeightedGatherDims, WeightedGatherGrads};
-use crate::ops::BackwardMode;
 use crate::registry::KernelId;
-use crate::tensor::Tensor;
 
 const OP: &str = "weighted_gather";
 const THREADS: u32 = 128;
@@ -33,10 +30,10 @@ pub(crate) struct Gather<'a, G: Gpu> {
     pub tokens: u32,
     pub slots: u32,
     pub cores: u32,
-    pub rows: u32,
+    pub table_rows: u32,
     pub width: u32,
     pub table_dtype: DType,
-    pub row_buf: &'a G::Buffer,
+    pub rows: &'a G::Buffer,
     pub weights: &'a G::Buffer,
     pub table: &'a G::Buffer,
     pub status: &'a G::Buffer,
@@ -48,7 +45,7 @@ impl<G: Gpu> Gather<'_, G> {
             tokens: self.tokens,
             slots: self.slots,
             cores: self.cores,
-            rows: self.rows,
+            table_rows: self.table_rows,
             width: self.width,
             slice_width: self.width / self.cores,
             chunks: self.width.div_ceil(THREADS),
@@ -87,7 +84,7 @@ impl<G: Gpu> Gather<'_, G> {
         let workgroups = self.tokens as usize * params.chunks as usize;
         if workgroups > 0 {
             let args = [
-                Some(self.row_buf),
+                Some(self.rows),
                 Some(self.weights),
                 Some(self.table),
                 None,
@@ -116,7 +113,7 @@ impl<G: Gpu> Gather<'_, G> {
         params.flags = u32::from(atomic_into.is_some());
         if params.entries > 0 {
             let args = [
-                Some(self.row_buf),
+                Some(self.rows),
                 Some(self.weights),
                 Some(self.table),
                 Some(g),
@@ -145,10 +142,13 @@ impl<G: Gpu> Gather<'_, G> {
         order: Option<&G::Buffer>,
     ) -> Result<G::Buffer> {
         let params = self.params()?;
-        let dtable = gpu.alloc(self.rows as usize * self.width as usize * 4, Fill::Zero)?;
+        let dtable = gpu.alloc(
+            self.table_rows as usize * self.width as usize * 4,
+            Fill::Zero,
+        )?;
         if let Some(order) = order {
             let args = [
-                Some(self.row_buf),
+                Some(self.rows),
                 Some(self.weights),
                 None,
                 Some(g),
@@ -177,14 +177,14 @@ fn sizes<G: Gpu>(
     let b = G::BACKEND;
     fits_u32(OP, b, "T*M*Cn", d.tokens * d.slots * d.cores)?;
     fits_u32(OP, b, "T*Dv", d.tokens * d.dv)?;
-    fits_binding(gpu, OP, "the table", d.rows * d.dv * table_bytes)?;
-    fits_binding(gpu, OP, "the table gradient", d.rows * d.dv * 4)?;
+    fits_binding(gpu, OP, "the table", d.table_rows * d.dv * table_bytes)?;
+    fits_binding(gpu, OP, "the table gradient", d.table_rows * d.dv * 4)?;
     fits_binding(gpu, OP, "the weights", d.tokens * d.slots * d.cores * 4)?;
     Ok((
         fits_u32(OP, b, "T", d.tokens)?,
         fits_u32(OP, b, "M", d.slots)?,
         fits_u32(OP, b, "Cn", d.cores)?,
-        fits_u32(OP, b, "N", d.rows)?,
+        fits_u32(OP, b, "N", d.table_rows)?,
         fits_u32(OP, b, "Dv", d.dv)?,
     ))
 }
@@ -197,15 +197,15 @@ fn gather<'a, G: Gpu>(
     status: &'a G::Buffer,
 ) -> Result<Gather<'a, G>> {
     table_dtype::<G>(OP, dtype)?;
-    let (tokens, slots, cores, rows, width) = sizes(gpu, d, dtype.size_bytes())?;
+    let (tokens, slots, cores, table_rows, width) = sizes(gpu, d, dtype.size_bytes())?;
     Ok(Gather {
         tokens,
         slots,
         cores,
-        rows,
+        table_rows,
         width,
         table_dtype: dtype,
-        row_buf: b.rows,
+        rows: b.rows,
         weights: b.weights,
         table: b.table,
         status,
@@ -232,7 +232,7 @@ pub fn forward<G: Gpu>(
         "rows",
         b.rows,
         d.tokens * d.slots,
-        d.rows as u64,
+        d.table_rows as u64,
     )?;
     Ok(out)
 }
@@ -254,13 +254,19 @@ pub fn backward<G: Gpu>(
     let gather = gather(gpu, d, table_dtype, b, &status)?;
     let entries = gather.tokens * gather.slots;
     let grads = if mode == BackwardMode::Atomic && gpu.has_float_atomics() {
-        let dtable = gpu.alloc(d.rows * d.dv * 4, Fill::Zero)?;
+        let dtable = gpu.alloc(d.table_rows * d.dv * 4, Fill::Zero)?;
         let dw = gather.backward_slots(gpu, dout, Some(&dtable))?;
         (dw, dtable)
     } else {
         let dw = gather.backward_slots(gpu, dout, None)?;
         let order = if entries > 0 {
-            Some(row_sort::sort_rows(gpu, OP, b.rows, gather.rows, entries)?)
+            Some(row_sort::sort_rows(
+                gpu,
+                OP,
+                b.rows,
+                gather.table_rows,
+                entries,
+            )?)
         } else {
             None
         };
@@ -274,41 +280,7 @@ pub fn backward<G: Gpu>(
         "rows",
         b.rows,
         d.tokens * d.slots,
-        d.rows as u64,
+        d.table_rows as u64,
     )?;
     Ok(grads)
-}
-
-fn buffers<'t, G: TensorGpu, V: Float>(
-    args: &WeightedGatherArgs<'t, V>,
-) -> Result<GatherBuffers<'t, G::Buffer>> {
-    Ok(GatherBuffers {
-        rows: G::buffer(OP, "rows", args.rows)?,
-        weights: G::buffer(OP, "weights", args.weights)?,
-        table: G::buffer(OP, "table", args.table)?,
-    })
-}
-
-pub(crate) fn forward_tensors<G: TensorGpu, V: Float>(
-    gpu: &Arc<G>,
-    args: &WeightedGatherArgs<'_, V>,
-    d: &WeightedGatherDims,
-) -> Result<Tensor<f32>> {
-    let out = forward(gpu.as_ref(), d, V::DTYPE, &buffers::<G, V>(args)?)?;
-    gpu.wrap(&[d.tokens, d.dv], out)
-}
-
-pub(crate) fn backward_tensors<G: TensorGpu, V: Float>(
-    gpu: &Arc<G>,
-    args: &WeightedGatherArgs<'_, V>,
-    dout: &Tensor<f32>,
-    mode: BackwardMode,
-    d: &WeightedGatherDims,
-) -> Result<WeightedGatherGrads> {
-    let g = G::buffer(OP, "dout", dout)?;
-    let (dw, dtable) = backward(gpu.as_ref(), d, V::DTYPE, mode, &buffers::<G, V>(args)?, g)?;
-    Ok(WeightedGatherGrads {
-        dweights: gpu.wrap(&[d.tokens, d.slots, d.cores], dw)?,
-        dtable: gpu.wrap(&[d.rows, d.dv], dtable)?,
-    })
 }

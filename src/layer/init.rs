@@ -18,7 +18,7 @@
 //! asks for one.
 
 use super::tucker_proxy::tucker_proxy;
-use super::{UltraMemV2Config, UltraMemV2Params};
+use crate::dims::ultramem_v2_layer::{UltraMemV2Config, UltraMemV2Params};
 use crate::error::{Error, Result};
 use crate::reference::tucker_topk;
 use crate::reference::ultramem_v2_layer::scoring_inputs;

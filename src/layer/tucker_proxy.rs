@@ -37,9 +37,9 @@ pub fn tucker_proxy<C: Float>(
     rank: usize,
     prev: Option<(&[f64], &[f64])>,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
-    crate::ops::nonzero(OP, "cores", "H", heads)?;
-    crate::ops::nonzero(OP, "cores", "Cn", n_cores)?;
-    crate::ops::nonzero(OP, "cores", "R", rank)?;
+    crate::dims::nonzero(OP, "cores", "H", heads)?;
+    crate::dims::nonzero(OP, "cores", "Cn", n_cores)?;
+    crate::dims::nonzero(OP, "cores", "R", rank)?;
     check_len(OP, "cores", cores, heads * n_cores * rank * rank)?;
     check_finite(OP, "cores", cores)?;
     if let Some((pu, pv)) = prev {

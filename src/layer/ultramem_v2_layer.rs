@@ -24,15 +24,16 @@
 //! # Ok::<(), ultramem::Error>(())
 //! ```
 
-use super::{product, UltraMemV2Config, UltraMemV2Params};
 use crate::device::Device;
+use crate::dims::ultramem_v2_layer::{UltraMemV2Config, UltraMemV2Params};
+use crate::dims::{expect_shape, BackwardMode};
 use crate::dtype::Float;
 use crate::error::Result;
 use crate::ops::index_map::{index_map, IndexMapArgs};
+use crate::ops::matmul::{matmul, MatmulArgs};
 use crate::ops::peer_ffn::{peer_ffn, peer_ffn_backward, PeerFfnArgs};
 use crate::ops::rmsnorm::{rmsnorm, rmsnorm_backward, RmsNormArgs};
 use crate::ops::tucker_topk::{tucker_topk, tucker_topk_backward, TuckerTopkArgs};
-use crate::ops::{expect_shape, BackwardMode};
 use crate::tensor::Tensor;
 
 const OP: &str = "UltraMemV2Layer";
@@ -268,7 +269,7 @@ impl<V: Float> UltraMemV2Layer<V> {
         let tokens = self.check_input("x", x, None)?;
         let cfg = &self.cfg;
         let (h, r, dk) = (cfg.heads, cfg.rank, cfg.dk);
-        let q_raw = product(x, &self.w_q, false, true, None)?
+        let q_raw = matmul(&MatmulArgs::linear(x, &self.w_q))?
             .reshape(&[tokens * h * cfg.queries_per_head(), dk])?;
         let q = rmsnorm(&RmsNormArgs {
             x: &q_raw,
@@ -291,9 +292,9 @@ impl<V: Float> UltraMemV2Layer<V> {
         })?
         .reshape(&[tokens, h * cfg.m])?;
         let scores = chosen.score.reshape(&[tokens, h * cfg.m, cfg.cores])?;
-        let z = product(x, &self.w_pre, false, true, None)?;
+        let z = matmul(&MatmulArgs::linear(x, &self.w_pre))?;
         let y = peer_ffn(&self.peer_args(&rows, &scores, &z))?;
-        let out = product(&y, &self.w_out, false, true, None)?;
+        let out = matmul(&MatmulArgs::linear(&y, &self.w_out))?;
         Ok(LayerForward {
             out,
             cache: LayerCache {
@@ -332,15 +333,15 @@ impl<V: Float> UltraMemV2Layer<V> {
             cache.y.shape(),
             &[("T", Some(tokens)), ("Dv", Some(cfg.dv))],
         )?;
-        let w_out = product(dout, &cache.y, true, false, None)?;
-        let dy = product(dout, &self.w_out, false, false, None)?;
+        let w_out = matmul(&MatmulArgs::linear_weight_grad(dout, &cache.y))?;
+        let dy = matmul(&MatmulArgs::linear_input_grad(dout, &self.w_out, None))?;
         let peer = peer_ffn_backward(
             &self.peer_args(&cache.rows, &cache.scores, &cache.z),
             &dy,
             mode,
         )?;
-        let w_pre = product(&peer.dz, x, true, false, None)?;
-        let dx_values = product(&peer.dz, &self.w_pre, false, false, None)?;
+        let w_pre = matmul(&MatmulArgs::linear_weight_grad(&peer.dz, x))?;
+        let dx_values = matmul(&MatmulArgs::linear_input_grad(&peer.dz, &self.w_pre, None))?;
         let dscore = peer
             .dscores
             .reshape(&[tokens, cfg.heads, cfg.m, cfg.cores])?;
@@ -363,8 +364,12 @@ impl<V: Float> UltraMemV2Layer<V> {
             &dq,
         )?;
         let dq_raw = q_norm.dx.reshape(&[tokens, cfg.query_rows()])?;
-        let w_q = product(&dq_raw, x, true, false, None)?;
-        let dx = product(&dq_raw, &self.w_q, false, false, Some(&dx_values))?;
+        let w_q = matmul(&MatmulArgs::linear_weight_grad(&dq_raw, x))?;
+        let dx = matmul(&MatmulArgs::linear_input_grad(
+            &dq_raw,
+            &self.w_q,
+            Some(&dx_values),
+        ))?;
         let key_norm = rmsnorm_backward(
             &RmsNormArgs {
                 x: &self.keys,

@@ -6,146 +6,113 @@
 //! ever copied into another layout. Its backward is two more products, so it has no
 //! `_backward` function of its own.
 
-use crate::cost::{Cost, F32_BYTES};
-use crate::device::DeviceInner;
-use crate::error::{Error, Result};
-use crate::ops::{host, mul, to_f32, DeviceCheck};
-use crate::reference;
+use crate::device::on_device;
+use crate::dims::matmul::{MatmulDims, Transpose};
+use crate::error::Result;
+#[cfg(gpu_backend)]
+use crate::gpu::matmul as gpu;
+use crate::ops::{host, to_f32, DeviceCheck};
+use crate::reference::matmul as reference;
 use crate::tensor::Tensor;
+#[cfg(gpu_backend)]
+use crate::tensor::TensorGpu;
 
 const OP: &str = "matmul";
-
-/// The checked sizes of one product.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MatmulDims {
-    /// Rows of the result (may be 0).
-    pub m: usize,
-    /// Columns of the result (may be 0).
-    pub n: usize,
-    /// The summed dimension (may be 0: the product is then zero).
-    pub k: usize,
-    /// `A` is stored `[K, M]`.
-    pub transpose_a: bool,
-    /// `B` is stored `[N, K]`.
-    pub transpose_b: bool,
-}
-
-impl MatmulDims {
-    /// Checks that every element count fits `usize`.
-    ///
-    /// # Errors
-    /// [`Error::SizeOverflow`].
-    pub fn check(&self) -> Result<()> {
-        mul(OP, "M*K", self.m, self.k)?;
-        mul(OP, "K*N", self.k, self.n)?;
-        mul(OP, "M*N", self.m, self.n)?;
-        Ok(())
-    }
-
-    /// Both operands read once, the result written once (and read once with an addend);
-    /// `2·M·N·K` FLOPs.
-    pub fn cost(&self, with_addend: bool) -> Cost {
-        let (m, n, k) = (self.m as f64, self.n as f64, self.k as f64);
-        let out = m * n * F32_BYTES as f64;
-        Cost {
-            bytes_read: (m * k + k * n) * F32_BYTES as f64 + if with_addend { out } else { 0.0 },
-            bytes_written: out,
-            flops: 2.0 * m * n * k,
-        }
-    }
-}
 
 /// Arguments of [`matmul`].
 #[derive(Clone, Copy, Debug)]
 pub struct MatmulArgs<'a> {
-    /// `A`: `[M, K]`, or `[K, M]` when `transpose_a`.
+    /// `A`: `[M, K]`, or `[K, M]` read transposed.
     pub a: &'a Tensor<f32>,
-    /// `B`: `[K, N]`, or `[N, K]` when `transpose_b` (a weight `W[out, in]` applied as `x Wᵀ`).
+    /// `B`: `[K, N]`, or `[N, K]` read transposed (a weight `W[out, in]` applied as `x Wᵀ`).
     pub b: &'a Tensor<f32>,
-    /// Read `A` transposed.
-    pub transpose_a: bool,
-    /// Read `B` transposed.
-    pub transpose_b: bool,
+    /// How `A` is read.
+    pub transpose_a: Transpose,
+    /// How `B` is read.
+    pub transpose_b: Transpose,
     /// `C0[M, N]` added to the product (a second gradient contribution), or none.
     pub addend: Option<&'a Tensor<f32>>,
 }
 
-fn rank2(arg: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
-    match shape {
-        &[r, c] => Ok((r, c)),
-        _ => Err(Error::ShapeMismatch {
-            op: OP,
-            arg,
-            expected: "a matrix [rows, cols]".into(),
-            got: shape.to_vec(),
-        }),
-    }
-}
-
-impl MatmulArgs<'_> {
+impl<'a> MatmulArgs<'a> {
     /// Checks shapes and devices.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] unless both operands are matrices whose inner sizes agree and the
-    /// addend is `[M, N]`, [`Error::DeviceMismatch`], [`Error::SizeOverflow`].
+    /// Those of [`MatmulDims::from_shapes`], [`crate::Error::DeviceMismatch`].
     pub fn validate(&self) -> Result<MatmulDims> {
-        let (ar, ac) = rank2("a", self.a.shape())?;
-        let (br, bc) = rank2("b", self.b.shape())?;
-        let (m, k) = if self.transpose_a { (ac, ar) } else { (ar, ac) };
-        let (kb, n) = if self.transpose_b { (bc, br) } else { (br, bc) };
-        if kb != k {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                arg: "b",
-                expected: format!(
-                    "{} = {k} (the inner size of a{})",
-                    if self.transpose_b {
-                        "[N, K] with K"
-                    } else {
-                        "[K, N] with K"
-                    },
-                    if self.transpose_a { "ᵀ" } else { "" }
-                ),
-                got: self.b.shape().to_vec(),
-            });
-        }
-        if let Some(c0) = self.addend {
-            if c0.shape() != [m, n] {
-                return Err(Error::ShapeMismatch {
-                    op: OP,
-                    arg: "addend",
-                    expected: format!("[M, N] = [{m}, {n}]"),
-                    got: c0.shape().to_vec(),
-                });
-            }
-        }
+        let dims = MatmulDims::from_shapes(
+            self.a.shape(),
+            self.b.shape(),
+            self.transpose_a,
+            self.transpose_b,
+            self.addend.map(|c0| c0.shape()),
+        )?;
         let mut dev = DeviceCheck::new(OP);
         dev.add("a", self.a)?;
         dev.add("b", self.b)?;
         if let Some(c0) = self.addend {
             dev.add("addend", c0)?;
         }
-        let dims = MatmulDims {
-            m,
-            n,
-            k,
-            transpose_a: self.transpose_a,
-            transpose_b: self.transpose_b,
-        };
-        dims.check()?;
         Ok(dims)
+    }
+
+    /// `x Wᵀ`: a linear layer's output from its input `x[T, in]` and weight `W[out, in]`.
+    pub fn linear(x: &'a Tensor<f32>, w: &'a Tensor<f32>) -> MatmulArgs<'a> {
+        MatmulArgs {
+            a: x,
+            b: w,
+            transpose_a: Transpose::No,
+            transpose_b: Transpose::Yes,
+            addend: None,
+        }
+    }
+
+    /// `dY W`: the gradient of a linear layer's input from `dY[T, out]` and `W[out, in]`, plus
+    /// `addend[T, in]` (another contribution to the same gradient) when given.
+    pub fn linear_input_grad(
+        dy: &'a Tensor<f32>,
+        w: &'a Tensor<f32>,
+        addend: Option<&'a Tensor<f32>>,
+    ) -> MatmulArgs<'a> {
+        MatmulArgs {
+            a: dy,
+            b: w,
+            transpose_a: Transpose::No,
+            transpose_b: Transpose::No,
+            addend,
+        }
+    }
+
+    /// `dYᵀ X`: the gradient of a linear layer's weight `[out, in]` from `dY[T, out]` and its
+    /// input `x[T, in]`.
+    pub fn linear_weight_grad(dy: &'a Tensor<f32>, x: &'a Tensor<f32>) -> MatmulArgs<'a> {
+        MatmulArgs {
+            a: dy,
+            b: x,
+            transpose_a: Transpose::Yes,
+            transpose_b: Transpose::No,
+            addend: None,
+        }
     }
 }
 
 /// `C[M, N] = op(A) op(B) (+ addend)`.
 ///
 /// ```
-/// use ultramem::{matmul, Device, MatmulArgs, Tensor};
+/// use ultramem::{matmul, Device, MatmulArgs, Tensor, Transpose};
 /// let dev = Device::cpu();
 /// let x = Tensor::from_vec(&dev, &[1, 2], vec![1.0f32, 2.0])?;        // [T, in]
 /// let w = Tensor::from_vec(&dev, &[3, 2], vec![1.0f32, 0., 0., 1., 1., 1.])?; // [out, in]
-/// let y = matmul(&MatmulArgs { a: &x, b: &w, transpose_a: false, transpose_b: true, addend: None })?;
+/// let y = matmul(&MatmulArgs {
+///     a: &x,
+///     b: &w,
+///     transpose_a: Transpose::No,
+///     transpose_b: Transpose::Yes,
+///     addend: None,
+/// })?;
 /// assert_eq!(y.to_vec()?, vec![1.0, 2.0, 3.0]); // x Wᵀ
+/// let same = matmul(&MatmulArgs::linear(&x, &w))?;
+/// assert_eq!(same.to_vec()?, y.to_vec()?);
 /// # Ok::<(), ultramem::Error>(())
 /// ```
 ///
@@ -154,23 +121,27 @@ impl MatmulArgs<'_> {
 pub fn matmul(args: &MatmulArgs<'_>) -> Result<Tensor<f32>> {
     let dims = args.validate()?;
     let device = args.a.device();
-    match &device.inner {
-        DeviceInner::Cpu => {
-            let addend = match args.addend {
-                Some(c0) => Some(host(OP, "addend", c0)?),
-                None => None,
-            };
-            let c = reference::matmul::forward(
-                &dims,
-                host(OP, "a", args.a)?,
-                host(OP, "b", args.b)?,
-                addend,
-            )?;
-            Tensor::from_vec(&device, &[dims.m, dims.n], to_f32(c))
-        }
-        #[cfg(feature = "cuda")]
-        DeviceInner::Cuda(d) => crate::gpu::matmul::forward_tensors(d, args, &dims),
-        #[cfg(feature = "wgpu")]
-        DeviceInner::Wgpu(d) => crate::gpu::matmul::forward_tensors(d, args, &dims),
-    }
+    on_device!(device,
+    cpu => {
+        let addend = match args.addend {
+            Some(c0) => Some(host(OP, "addend", c0)?),
+            None => None,
+        };
+        let c = reference::forward(
+            &dims,
+            host(OP, "a", args.a)?,
+            host(OP, "b", args.b)?,
+            addend,
+        )?;
+        Tensor::from_vec(&device, &[dims.m, dims.n], to_f32(c))
+    },
+    gpu(g) => {
+        let addend = match args.addend {
+            Some(c0) => Some(g.buffer(OP, "addend", c0)?),
+            None => None,
+        };
+        let (a, b) = (g.buffer(OP, "a", args.a)?, g.buffer(OP, "b", args.b)?);
+        let out = gpu::forward(g.as_ref(), &dims, a, b, addend)?;
+        g.wrap(&[dims.m, dims.n], out)
+    })
 }

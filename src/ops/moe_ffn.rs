@@ -8,13 +8,17 @@
 //! `k` by logit (ties to the lower expert), gates = their probabilities, optionally renormalised
 //! to sum to 1 (OLMoE does not renormalise; Mixtral does).
 
-use crate::cost::{expected_distinct, Cost, F32_BYTES, U32_BYTES};
-use crate::device::DeviceInner;
+use crate::device::on_device;
+use crate::dims::moe_ffn::{MoeFfnDims, MoeRoutingShape};
 use crate::dtype::Float;
 use crate::error::Result;
-use crate::ops::{at_most, expect_shape, host, mul, nonzero, to_f32, DeviceCheck};
-use crate::reference;
+#[cfg(gpu_backend)]
+use crate::gpu::moe_ffn::{self as gpu, MoeBuffers};
+use crate::ops::{host, to_f32, DeviceCheck};
+use crate::reference::moe_ffn as reference;
 use crate::tensor::Tensor;
+#[cfg(gpu_backend)]
+use crate::tensor::TensorGpu;
 
 const OP: &str = "moe_ffn";
 
@@ -39,65 +43,6 @@ pub enum MoeRouting<'a> {
     },
 }
 
-/// The checked sizes of one MoE call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MoeFfnDims {
-    /// Tokens `T` (may be 0).
-    pub tokens: usize,
-    /// Model width `D`.
-    pub d_model: usize,
-    /// Expert inner width `F`.
-    pub ffn: usize,
-    /// Experts `E`.
-    pub experts: usize,
-    /// Experts per token `k <= E`.
-    pub k: usize,
-}
-
-impl MoeFfnDims {
-    /// Checks the sizes.
-    ///
-    /// # Errors
-    /// [`crate::Error::ZeroSized`], [`crate::Error::TooManySelected`] (`k > E`),
-    /// [`crate::Error::SizeOverflow`].
-    pub fn check(&self) -> Result<()> {
-        nonzero(OP, "x", "D", self.d_model)?;
-        nonzero(OP, "w1", "F", self.ffn)?;
-        nonzero(OP, "w1", "E", self.experts)?;
-        nonzero(OP, "k", "k", self.k)?;
-        at_most(OP, "k", self.k, self.experts)?;
-        mul(OP, "T*D", self.tokens, self.d_model)?;
-        mul(OP, "T*E", self.tokens, self.experts)?;
-        mul(
-            OP,
-            "E*F*D",
-            mul(OP, "E*F", self.experts, self.ffn)?,
-            self.d_model,
-        )?;
-        Ok(())
-    }
-
-    /// Expected distinct experts touched under uniform routing.
-    pub fn expected_distinct_experts(&self) -> f64 {
-        expected_distinct(self.experts as f64, self.k as f64, self.tokens as f64)
-    }
-
-    /// Bytes and FLOPs at least: `x`, routing and the three matrices of each of
-    /// `distinct_experts` experts read once, the output written once; `6·D·F` FLOPs per routed
-    /// (token, expert).
-    pub fn cost(&self, weight_bytes: usize, distinct_experts: f64) -> Cost {
-        let tk = (self.tokens * self.k) as f64;
-        let expert = (3 * self.d_model * self.ffn * weight_bytes) as f64;
-        Cost {
-            bytes_read: (self.tokens * self.d_model * F32_BYTES) as f64
-                + tk * (U32_BYTES + F32_BYTES) as f64
-                + distinct_experts * expert,
-            bytes_written: (self.tokens * self.d_model * F32_BYTES) as f64,
-            flops: tk * 6.0 * (self.d_model * self.ffn) as f64,
-        }
-    }
-}
-
 /// Arguments of [`moe_ffn`].
 #[derive(Clone, Copy, Debug)]
 pub struct MoeFfnArgs<'a, W: Float> {
@@ -117,65 +62,35 @@ impl<W: Float> MoeFfnArgs<'_, W> {
     /// Checks shapes, sizes and devices.
     ///
     /// # Errors
-    /// [`crate::Error::ShapeMismatch`], [`crate::Error::DeviceMismatch`] and those of
-    /// [`MoeFfnDims::check`].
+    /// Those of [`MoeFfnDims::from_shapes`], [`crate::Error::DeviceMismatch`].
     pub fn validate(&self) -> Result<MoeFfnDims> {
-        let xs = self.x.shape();
-        expect_shape(OP, "x", xs, &[("T", None), ("D", None)])?;
-        let (t, d) = (xs[0], xs[1]);
-        let s1 = self.w1.shape();
-        expect_shape(OP, "w1", s1, &[("E", None), ("F", None), ("D", Some(d))])?;
-        let (e, f) = (s1[0], s1[1]);
-        expect_shape(
-            OP,
-            "w3",
-            self.w3.shape(),
-            &[("E", Some(e)), ("F", Some(f)), ("D", Some(d))],
-        )?;
-        expect_shape(
-            OP,
-            "w2",
-            self.w2.shape(),
-            &[("E", Some(e)), ("D", Some(d)), ("F", Some(f))],
+        let routing = match self.routing {
+            MoeRouting::Explicit { experts, gates } => MoeRoutingShape::Explicit {
+                experts: experts.shape(),
+                gates: gates.shape(),
+            },
+            MoeRouting::Softmax { logits, k, .. } => MoeRoutingShape::Softmax {
+                logits: logits.shape(),
+                k,
+            },
+        };
+        let dims = MoeFfnDims::from_shapes(
+            self.x.shape(),
+            [self.w1.shape(), self.w3.shape(), self.w2.shape()],
+            routing,
         )?;
         let mut dev = DeviceCheck::new(OP);
         dev.add("x", self.x)?;
         dev.add("w1", self.w1)?;
         dev.add("w3", self.w3)?;
         dev.add("w2", self.w2)?;
-        let k = match self.routing {
+        match self.routing {
             MoeRouting::Explicit { experts, gates } => {
-                let es = experts.shape();
-                expect_shape(OP, "experts", es, &[("T", Some(t)), ("k", None)])?;
-                expect_shape(
-                    OP,
-                    "gates",
-                    gates.shape(),
-                    &[("T", Some(t)), ("k", Some(es[1]))],
-                )?;
                 dev.add("experts", experts)?;
                 dev.add("gates", gates)?;
-                es[1]
             }
-            MoeRouting::Softmax { logits, k, .. } => {
-                expect_shape(
-                    OP,
-                    "logits",
-                    logits.shape(),
-                    &[("T", Some(t)), ("E", Some(e))],
-                )?;
-                dev.add("logits", logits)?;
-                k
-            }
-        };
-        let dims = MoeFfnDims {
-            tokens: t,
-            d_model: d,
-            ffn: f,
-            experts: e,
-            k,
-        };
-        dims.check()?;
+            MoeRouting::Softmax { logits, .. } => dev.add("logits", logits)?,
+        }
         Ok(dims)
     }
 }
@@ -199,74 +114,69 @@ pub struct MoeFfnOutput {
 pub fn moe_ffn<W: Float>(args: &MoeFfnArgs<'_, W>) -> Result<MoeFfnOutput> {
     let dims = args.validate()?;
     let device = args.x.device();
-    match &device.inner {
-        DeviceInner::Cpu => {
-            let (experts, gates) = match args.routing {
-                MoeRouting::Explicit { experts, gates } => (
-                    host(OP, "experts", experts)?.to_vec(),
-                    host(OP, "gates", gates)?
-                        .iter()
-                        .map(|&g| f64::from(g))
-                        .collect(),
-                ),
-                MoeRouting::Softmax {
-                    logits,
-                    renormalize,
-                    ..
-                } => reference::moe_ffn::route(&dims, host(OP, "logits", logits)?, renormalize)?,
-            };
-            let out = reference::moe_ffn::forward(
-                &dims,
-                host(OP, "x", args.x)?,
-                &experts,
-                &gates,
-                host(OP, "w1", args.w1)?,
-                host(OP, "w3", args.w3)?,
-                host(OP, "w2", args.w2)?,
-            )?;
-            let routed = [dims.tokens, dims.k];
-            Ok(MoeFfnOutput {
-                out: Tensor::from_vec(&device, &[dims.tokens, dims.d_model], to_f32(out))?,
-                experts: Tensor::from_vec(&device, &routed, experts)?,
-                gates: Tensor::from_vec(&device, &routed, to_f32(gates))?,
-            })
-        }
-        #[cfg(feature = "cuda")]
-        DeviceInner::Cuda(d) => gpu_forward(d, args, &dims, &device),
-        #[cfg(feature = "wgpu")]
-        DeviceInner::Wgpu(d) => gpu_forward(d, args, &dims, &device),
-    }
-}
-
-/// The GPU path: explicit routing runs entirely on the device; routing from logits is
-/// computed on the host first (one read-back of `[T, E]` logits; the kernels take ids and
-/// gates), which keeps the router's top-k and tie-breaking exactly the reference's.
-#[cfg(any(feature = "cuda", feature = "wgpu"))]
-fn gpu_forward<G: crate::gpu::TensorGpu, W: Float>(
-    gpu: &std::sync::Arc<G>,
-    args: &MoeFfnArgs<'_, W>,
-    dims: &MoeFfnDims,
-    device: &crate::device::Device,
-) -> Result<MoeFfnOutput> {
     let routed = [dims.tokens, dims.k];
-    let (experts, gates) = match args.routing {
-        MoeRouting::Explicit { experts, gates } => (experts.try_clone()?, gates.try_clone()?),
-        MoeRouting::Softmax {
-            logits,
-            renormalize,
-            ..
-        } => {
-            let (e, g) = reference::moe_ffn::route(dims, &logits.to_vec()?, renormalize)?;
-            (
-                Tensor::from_vec(device, &routed, e)?,
-                Tensor::from_vec(device, &routed, to_f32(g))?,
-            )
-        }
-    };
-    let out = crate::gpu::moe_ffn::forward_tensors(gpu, args, dims, &experts, &gates)?;
-    Ok(MoeFfnOutput {
-        out,
-        experts,
-        gates,
+    on_device!(device,
+    cpu => {
+        let (experts, gates) = match args.routing {
+            MoeRouting::Explicit { experts, gates } => (
+                host(OP, "experts", experts)?.to_vec(),
+                host(OP, "gates", gates)?
+                    .iter()
+                    .map(|&g| f64::from(g))
+                    .collect(),
+            ),
+            MoeRouting::Softmax {
+                logits,
+                renormalize,
+                ..
+            } => reference::route(&dims, host(OP, "logits", logits)?, renormalize)?,
+        };
+        let out = reference::forward(
+            &dims,
+            host(OP, "x", args.x)?,
+            &experts,
+            &gates,
+            host(OP, "w1", args.w1)?,
+            host(OP, "w3", args.w3)?,
+            host(OP, "w2", args.w2)?,
+        )?;
+        Ok(MoeFfnOutput {
+            out: Tensor::from_vec(&device, &[dims.tokens, dims.d_model], to_f32(out))?,
+            experts: Tensor::from_vec(&device, &routed, experts)?,
+            gates: Tensor::from_vec(&device, &routed, to_f32(gates))?,
+        })
+    },
+    gpu(g) => {
+        // Explicit routing runs entirely on the device; routing from logits is computed on
+        // the host first (one read-back of `[T, E]` logits; the kernels take ids and gates),
+        // which keeps the router's top-k and tie-breaking exactly the reference's.
+        let (experts, gates) = match args.routing {
+            MoeRouting::Explicit { experts, gates } => (experts.try_clone()?, gates.try_clone()?),
+            MoeRouting::Softmax {
+                logits,
+                renormalize,
+                ..
+            } => {
+                let (e, w) = reference::route(&dims, &logits.to_vec()?, renormalize)?;
+                (
+                    Tensor::from_vec(&device, &routed, e)?,
+                    Tensor::from_vec(&device, &routed, to_f32(w))?,
+                )
+            }
+        };
+        let b = MoeBuffers {
+            x: g.buffer(OP, "x", args.x)?,
+            experts: g.buffer(OP, "experts", &experts)?,
+            gates: g.buffer(OP, "gates", &gates)?,
+            w1: g.buffer(OP, "w1", args.w1)?,
+            w3: g.buffer(OP, "w3", args.w3)?,
+            w2: g.buffer(OP, "w2", args.w2)?,
+        };
+        let out = gpu::forward(g.as_ref(), &dims, W::DTYPE, &b)?;
+        Ok(MoeFfnOutput {
+            out: g.wrap(&[dims.tokens, dims.d_model], out)?,
+            experts,
+            gates,
+        })
     })
 }

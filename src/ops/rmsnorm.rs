@@ -5,54 +5,19 @@
 //! (one query per side) feed all `R` Tucker ranks without a copy kernel; the backward sums the
 //! copies' gradients.
 
-use crate::cost::{Cost, F32_BYTES};
-use crate::device::DeviceInner;
+use crate::device::on_device;
+use crate::dims::rmsnorm::RmsNormDims;
 use crate::error::{Error, Result};
-use crate::ops::{host, mul, nonzero, to_f32, DeviceCheck};
-use crate::reference;
+#[cfg(gpu_backend)]
+use crate::gpu::rmsnorm as gpu;
+use crate::ops::{host, to_f32, DeviceCheck};
+use crate::reference::rmsnorm as reference;
 use crate::reference::widen;
 use crate::tensor::Tensor;
+#[cfg(gpu_backend)]
+use crate::tensor::TensorGpu;
 
 const OP: &str = "rmsnorm";
-
-/// The checked sizes of one RMSNorm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RmsNormDims {
-    /// Rows normalised independently (may be 0).
-    pub chunks: usize,
-    /// Elements per row.
-    pub dim: usize,
-    /// Copies of each output row.
-    pub repeat: usize,
-}
-
-impl RmsNormDims {
-    /// Checks the sizes.
-    ///
-    /// # Errors
-    /// [`Error::ZeroSized`] for `dim` or `repeat`, [`Error::SizeOverflow`].
-    pub fn check(&self) -> Result<()> {
-        nonzero(OP, "gamma", "dim", self.dim)?;
-        nonzero(OP, "repeat", "repeat", self.repeat)?;
-        mul(
-            OP,
-            "chunks*repeat*dim",
-            mul(OP, "chunks*dim", self.chunks, self.dim)?,
-            self.repeat,
-        )?;
-        Ok(())
-    }
-
-    /// Forward: `x` and `γ` read, `repeat` copies written; about 5 FLOPs per element.
-    pub fn cost(&self) -> Cost {
-        let x = (self.chunks * self.dim) as f64;
-        Cost {
-            bytes_read: (x + self.dim as f64) * F32_BYTES as f64,
-            bytes_written: x * self.repeat as f64 * F32_BYTES as f64,
-            flops: 5.0 * x,
-        }
-    }
-}
 
 /// Arguments of [`rmsnorm`] and [`rmsnorm_backward`].
 #[derive(Clone, Copy, Debug)]
@@ -71,51 +36,19 @@ impl RmsNormArgs<'_> {
     /// Checks shapes, `ε` and devices.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] unless `gamma` is `[dim]` with `dim` the last axis of `x`,
-    /// [`Error::InvalidArgument`] for a bad `ε`, [`Error::DeviceMismatch`], and those of
-    /// [`RmsNormDims::check`].
+    /// Those of [`RmsNormDims::from_shapes`], [`Error::DeviceMismatch`].
     pub fn validate(&self) -> Result<RmsNormDims> {
-        let xs = self.x.shape();
-        let dim = *xs.last().ok_or_else(|| Error::ShapeMismatch {
-            op: OP,
-            arg: "x",
-            expected: "[..., dim]".into(),
-            got: xs.to_vec(),
-        })?;
-        if self.gamma.shape() != [dim] {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                arg: "gamma",
-                expected: format!("[dim] = [{dim}] (the last axis of x)"),
-                got: self.gamma.shape().to_vec(),
-            });
-        }
-        if !(self.eps.is_finite() && self.eps > 0.0) {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                arg: "eps",
-                reason: format!("{} must be finite and positive", self.eps),
-            });
-        }
+        let dims =
+            RmsNormDims::from_shapes(self.x.shape(), self.gamma.shape(), self.eps, self.repeat)?;
         let mut dev = DeviceCheck::new(OP);
         dev.add("x", self.x)?;
         dev.add("gamma", self.gamma)?;
-        let dims = RmsNormDims {
-            chunks: xs[..xs.len() - 1].iter().product(),
-            dim,
-            repeat: self.repeat,
-        };
-        dims.check()?;
         Ok(dims)
     }
 
     /// The output's shape: `x`'s with the last axis `repeat·dim`.
     pub fn out_shape(&self, d: &RmsNormDims) -> Vec<usize> {
-        let mut s = self.x.shape().to_vec();
-        if let Some(last) = s.last_mut() {
-            *last = d.repeat * d.dim;
-        }
-        s
+        d.out_shape(self.x.shape())
     }
 }
 
@@ -147,21 +80,22 @@ pub struct RmsNormGrads {
 pub fn rmsnorm(args: &RmsNormArgs<'_>) -> Result<Tensor<f32>> {
     let dims = args.validate()?;
     let device = args.x.device();
-    match &device.inner {
-        DeviceInner::Cpu => {
-            let y = reference::rmsnorm::forward_repeated(
-                &widen(host(OP, "x", args.x)?),
-                &widen(host(OP, "gamma", args.gamma)?),
-                f64::from(args.eps),
-                dims.repeat,
-            );
-            Tensor::from_vec(&device, &args.out_shape(&dims), to_f32(y))
-        }
-        #[cfg(feature = "cuda")]
-        DeviceInner::Cuda(d) => crate::gpu::rmsnorm::forward_tensors(d, args, &dims),
-        #[cfg(feature = "wgpu")]
-        DeviceInner::Wgpu(d) => crate::gpu::rmsnorm::forward_tensors(d, args, &dims),
-    }
+    let out_shape = args.out_shape(&dims);
+    on_device!(device,
+    cpu => {
+        let y = reference::forward_repeated(
+            &widen(host(OP, "x", args.x)?),
+            &widen(host(OP, "gamma", args.gamma)?),
+            f64::from(args.eps),
+            dims.repeat,
+        );
+        Tensor::from_vec(&device, &out_shape, to_f32(y))
+    },
+    gpu(g) => {
+        let (x, gamma) = (g.buffer(OP, "x", args.x)?, g.buffer(OP, "gamma", args.gamma)?);
+        let out = gpu::forward(g.as_ref(), &dims, args.eps, x, gamma)?;
+        g.wrap(&out_shape, out)
+    })
 }
 
 /// The backward given `dy` (shaped like the output): `dx` and `dγ`.
@@ -184,23 +118,27 @@ pub fn rmsnorm_backward(args: &RmsNormArgs<'_>, dy: &Tensor<f32>) -> Result<RmsN
     dev.add("x", args.x)?;
     dev.add("dy", dy)?;
     let device = dev.device();
-    match &device.inner {
-        DeviceInner::Cpu => {
-            let (dx, dgamma) = reference::rmsnorm::backward_repeated(
-                &widen(host(OP, "x", args.x)?),
-                &widen(host(OP, "gamma", args.gamma)?),
-                f64::from(args.eps),
-                dims.repeat,
-                &widen(host(OP, "dy", dy)?),
-            );
-            Ok(RmsNormGrads {
-                dx: Tensor::from_vec(&device, args.x.shape(), to_f32(dx))?,
-                dgamma: Tensor::from_vec(&device, &[dims.dim], to_f32(dgamma))?,
-            })
-        }
-        #[cfg(feature = "cuda")]
-        DeviceInner::Cuda(d) => crate::gpu::rmsnorm::backward_tensors(d, args, dy, &dims),
-        #[cfg(feature = "wgpu")]
-        DeviceInner::Wgpu(d) => crate::gpu::rmsnorm::backward_tensors(d, args, dy, &dims),
-    }
+    on_device!(device,
+    cpu => {
+        let (dx, dgamma) = reference::backward_repeated(
+            &widen(host(OP, "x", args.x)?),
+            &widen(host(OP, "gamma", args.gamma)?),
+            f64::from(args.eps),
+            dims.repeat,
+            &widen(host(OP, "dy", dy)?),
+        );
+        Ok(RmsNormGrads {
+            dx: Tensor::from_vec(&device, args.x.shape(), to_f32(dx))?,
+            dgamma: Tensor::from_vec(&device, &[dims.dim], to_f32(dgamma))?,
+        })
+    },
+    gpu(g) => {
+        let (x, gamma) = (g.buffer(OP, "x", args.x)?, g.buffer(OP, "gamma", args.gamma)?);
+        let dy = g.buffer(OP, "dy", dy)?;
+        let (dx, dgamma) = gpu::backward(g.as_ref(), &dims, args.eps, x, gamma, dy)?;
+        Ok(RmsNormGrads {
+            dx: g.wrap(args.x.shape(), dx)?,
+            dgamma: g.wrap(&[dims.dim], dgamma)?,
+        })
+    })
 }

@@ -6,53 +6,26 @@
 //! it sorts last under the sentinel key `N`, so the ops that use the order can skip it (they
 //! report it themselves).
 
-use crate::cost::{Cost, U32_BYTES};
-use crate::device::DeviceInner;
+use crate::device::on_device;
+use crate::dims::row_sort::RowSortDims;
 use crate::error::Result;
-use crate::ops::{nonzero, rows_fit_u32, DeviceCheck};
-use crate::reference;
+#[cfg(gpu_backend)]
+use crate::gpu::row_sort as gpu;
+use crate::ops::{host, DeviceCheck};
+use crate::reference::row_sort as reference;
 use crate::tensor::Tensor;
+#[cfg(gpu_backend)]
+use crate::tensor::TensorGpu;
 
 const OP: &str = "row_sort";
-
-/// The checked sizes of one row sort.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RowSortDims {
-    /// Slots sorted (may be 0).
-    pub len: usize,
-    /// Table rows `N`, the sentinel key.
-    pub rows: usize,
-}
-
-impl RowSortDims {
-    /// Checks `1 <= N <= 2^32`.
-    ///
-    /// # Errors
-    /// [`crate::Error::ZeroSized`], [`crate::Error::SizeOverflow`].
-    pub fn check(&self) -> Result<()> {
-        nonzero(OP, "rows", "N", self.rows)?;
-        rows_fit_u32(OP, "rows", self.rows)
-    }
-
-    /// Keys read once and the order written once per radix pass (8-bit digits).
-    pub fn cost(&self) -> Cost {
-        let passes = (usize::BITS - self.rows.leading_zeros()).div_ceil(8).max(1) as f64;
-        let len = self.len as f64;
-        Cost {
-            bytes_read: len * U32_BYTES as f64 * (1.0 + 3.0 * passes),
-            bytes_written: len * U32_BYTES as f64 * (2.0 + 2.0 * passes),
-            flops: 0.0,
-        }
-    }
-}
 
 /// Arguments of [`row_sort`].
 #[derive(Clone, Copy, Debug)]
 pub struct RowSortArgs<'a> {
     /// Value rows of the slots, any shape (flattened).
     pub rows: &'a Tensor<u32>,
-    /// Table rows `N`.
-    pub n_rows: usize,
+    /// Table rows `N` (the sentinel key of a row past the table).
+    pub table_rows: usize,
 }
 
 impl RowSortArgs<'_> {
@@ -63,7 +36,7 @@ impl RowSortArgs<'_> {
     pub fn validate(&self) -> Result<RowSortDims> {
         let dims = RowSortDims {
             len: self.rows.len(),
-            rows: self.n_rows,
+            table_rows: self.table_rows,
         };
         dims.check()?;
         DeviceCheck::new(OP).add("rows", self.rows)?;
@@ -77,7 +50,7 @@ impl RowSortArgs<'_> {
 /// use ultramem::{row_sort, Device, RowSortArgs, Tensor};
 /// let rows = Tensor::from_vec(&Device::cpu(), &[2, 3], vec![4u32, 1, 4, 0, 9, 1])?;
 /// // Keys min(row, 5) = [4, 1, 4, 0, 5, 1]: row 0 at slot 3, row 1 at slots 1 and 5, ...
-/// let order = row_sort(&RowSortArgs { rows: &rows, n_rows: 5 })?;
+/// let order = row_sort(&RowSortArgs { rows: &rows, table_rows: 5 })?;
 /// assert_eq!(order.to_vec()?, vec![3, 1, 5, 0, 2, 4]);
 /// # Ok::<(), ultramem::Error>(())
 /// ```
@@ -88,18 +61,13 @@ impl RowSortArgs<'_> {
 pub fn row_sort(args: &RowSortArgs<'_>) -> Result<Tensor<u32>> {
     let dims = args.validate()?;
     let device = args.rows.device();
-    match &device.inner {
-        DeviceInner::Cpu => {
-            let rows = crate::ops::host(OP, "rows", args.rows)?;
-            Tensor::from_vec(
-                &device,
-                &[dims.len],
-                reference::row_sort::order(&dims, rows)?,
-            )
-        }
-        #[cfg(feature = "cuda")]
-        DeviceInner::Cuda(d) => crate::gpu::row_sort::op(d, args, &dims),
-        #[cfg(feature = "wgpu")]
-        DeviceInner::Wgpu(d) => crate::gpu::row_sort::op(d, args, &dims),
-    }
+    on_device!(device,
+    cpu => {
+        let order = reference::order(&dims, host(OP, "rows", args.rows)?)?;
+        Tensor::from_vec(&device, &[dims.len], order)
+    },
+    gpu(g) => {
+        let rows = g.buffer(OP, "rows", args.rows)?;
+        g.wrap(&[dims.len], gpu::sort(g.as_ref(), &dims, rows)?)
+    })
 }

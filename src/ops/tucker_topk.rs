@@ -8,88 +8,21 @@
 //! `(u, v)` are inputs (see [`crate::layer::tucker_proxy`]); queries and keys arrive already
 //! normalised.
 
-use crate::cost::{Cost, F32_BYTES, U32_BYTES};
-use crate::device::DeviceInner;
+use crate::device::on_device;
+use crate::dims::tucker_topk::TuckerTopkDims;
+use crate::dims::{expect_shape, BackwardMode};
 use crate::dtype::Float;
 use crate::error::Result;
+#[cfg(gpu_backend)]
+use crate::gpu::product_key_topk::{self as gpu, TuckerBuffers};
 use crate::ops::additive_topk::TopkOutput;
-use crate::ops::{
-    at_most, expect_shape, grid_fits_u32, host, mul, nonzero, to_f32, BackwardMode, DeviceCheck,
-};
-use crate::reference;
+use crate::ops::{host, to_f32, DeviceCheck};
+use crate::reference::tucker_topk as reference;
 use crate::tensor::Tensor;
+#[cfg(gpu_backend)]
+use crate::tensor::TensorGpu;
 
 const OP: &str = "tucker_topk";
-
-/// The default stage-1 width when none is given: `min(m, 128, n)` (Part II §8 A5).
-pub fn default_k1(m: usize, n: usize) -> usize {
-    m.min(128).min(n)
-}
-
-/// The checked sizes of one Tucker top-k call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TuckerTopkDims {
-    /// Tokens `T` (may be 0).
-    pub tokens: usize,
-    /// Heads `H`.
-    pub heads: usize,
-    /// Tucker rank `R`.
-    pub rank: usize,
-    /// Query/key width per side and rank `Dk`.
-    pub dk: usize,
-    /// Sub-keys per side `n`.
-    pub n: usize,
-    /// Cores `Cn`.
-    pub cores: usize,
-    /// Stage-1 width `K1 <= n`.
-    pub k1: usize,
-    /// Results per token and head `m <= K1²`.
-    pub m: usize,
-}
-
-impl TuckerTopkDims {
-    /// Checks the sizes against Part I §I.4.
-    ///
-    /// # Errors
-    /// [`crate::Error::ZeroSized`], [`crate::Error::TooManySelected`] (`K1 > n`, `m > K1²`),
-    /// [`crate::Error::SizeOverflow`].
-    pub fn check(&self) -> Result<()> {
-        nonzero(OP, "q", "H", self.heads)?;
-        nonzero(OP, "q", "R", self.rank)?;
-        nonzero(OP, "q", "Dk", self.dk)?;
-        nonzero(OP, "keys", "n", self.n)?;
-        nonzero(OP, "cores", "Cn", self.cores)?;
-        nonzero(OP, "k1", "K1", self.k1)?;
-        nonzero(OP, "m", "m", self.m)?;
-        at_most(OP, "K1", self.k1, self.n)?;
-        at_most(OP, "m", self.m, self.k1 * self.k1)?;
-        grid_fits_u32(OP, self.n)?;
-        let th = mul(OP, "T*H", self.tokens, self.heads)?;
-        let qrow = mul(OP, "2*R*Dk", 2 * self.rank, self.dk)?;
-        mul(OP, "T*H*2*R*Dk", th, qrow)?;
-        mul(OP, "H*2*R*n*Dk", mul(OP, "H*n", self.heads, self.n)?, qrow)?;
-        mul(OP, "T*H*m*Cn", mul(OP, "T*H*m", th, self.m)?, self.cores)?;
-        Ok(())
-    }
-
-    /// Bytes and FLOPs at least (Part II §2.3 and §6.2): queries and keys read once, indices and
-    /// per-core scores written once; `4·R·n·Dk` (scores) `+ 4·R·n` (proxy)
-    /// `+ 2·Cn·K1²·(R² + R)` (grid) FLOPs per (token, head).
-    pub fn cost(&self, key_bytes: usize) -> Cost {
-        let th = (self.tokens * self.heads) as f64;
-        let (r, n, dk) = (self.rank as f64, self.n as f64, self.dk as f64);
-        let k1sq = (self.k1 * self.k1) as f64;
-        Cost {
-            bytes_read: th * (2.0 * r * dk * F32_BYTES as f64)
-                + (self.heads as f64) * 2.0 * r * n * dk * key_bytes as f64
-                + (self.heads * (self.cores * self.rank * self.rank + 2 * self.rank) * F32_BYTES)
-                    as f64,
-            bytes_written: th * (self.m * (U32_BYTES + self.cores * F32_BYTES)) as f64,
-            flops: th
-                * (4.0 * r * n * dk + 4.0 * r * n + 2.0 * self.cores as f64 * k1sq * (r * r + r)),
-        }
-    }
-}
 
 /// Arguments of [`tucker_topk`] and [`tucker_topk_backward`].
 #[derive(Clone, Copy, Debug)]
@@ -104,7 +37,7 @@ pub struct TuckerTopkArgs<'a, K: Float> {
     pub u: &'a Tensor<f32>,
     /// Column proxy `v[H, R]` (top right singular vector); must be finite.
     pub v: &'a Tensor<f32>,
-    /// Stage-1 width; `None` means [`default_k1`].
+    /// Stage-1 width; `None` means [`crate::dims::tucker_topk::default_k1`].
     pub k1: Option<usize>,
     /// Results per token and head.
     pub m: usize,
@@ -138,73 +71,6 @@ impl<K: Float> TuckerTopkArgs<'_, K> {
     }
 }
 
-impl TuckerTopkDims {
-    /// The sizes named by the shapes of `[q, keys, cores, u, v]` (as in [`TuckerTopkArgs`]) with
-    /// `m` results and stage-1 width `k1` (`None`: the default), checked; what
-    /// [`TuckerTopkArgs::validate`] and the C ABI use.
-    ///
-    /// # Errors
-    /// [`crate::Error::ShapeMismatch`] and those of [`TuckerTopkDims::check`].
-    pub fn from_shapes(
-        [qs, ks, cs, us, vs]: [&[usize]; 5],
-        m: usize,
-        k1: Option<usize>,
-    ) -> Result<TuckerTopkDims> {
-        expect_shape(
-            OP,
-            "q",
-            qs,
-            &[
-                ("T", None),
-                ("H", None),
-                ("2", Some(2)),
-                ("R", None),
-                ("Dk", None),
-            ],
-        )?;
-        let (tokens, heads, rank, dk) = (qs[0], qs[1], qs[3], qs[4]);
-        expect_shape(
-            OP,
-            "keys",
-            ks,
-            &[
-                ("H", Some(heads)),
-                ("2", Some(2)),
-                ("R", Some(rank)),
-                ("n", None),
-                ("Dk", Some(dk)),
-            ],
-        )?;
-        let n = ks[3];
-        expect_shape(
-            OP,
-            "cores",
-            cs,
-            &[
-                ("H", Some(heads)),
-                ("Cn", None),
-                ("R", Some(rank)),
-                ("R", Some(rank)),
-            ],
-        )?;
-        let proxy = [("H", Some(heads)), ("R", Some(rank))];
-        expect_shape(OP, "u", us, &proxy)?;
-        expect_shape(OP, "v", vs, &proxy)?;
-        let dims = TuckerTopkDims {
-            tokens,
-            heads,
-            rank,
-            dk,
-            n,
-            cores: cs[1],
-            k1: k1.unwrap_or(default_k1(m, n)),
-            m,
-        };
-        dims.check()?;
-        Ok(dims)
-    }
-}
-
 /// Gradients of [`tucker_topk_backward`], all f32.
 #[derive(Debug)]
 pub struct TuckerTopkGrads {
@@ -224,30 +90,31 @@ pub struct TuckerTopkGrads {
 pub fn tucker_topk<K: Float>(args: &TuckerTopkArgs<'_, K>) -> Result<TopkOutput> {
     let dims = args.validate()?;
     let device = args.q.device();
-    match &device.inner {
-        DeviceInner::Cpu => {
-            let (idx, score) = reference::tucker_topk::forward(
-                &dims,
-                host(OP, "q", args.q)?,
-                host(OP, "keys", args.keys)?,
-                host(OP, "cores", args.cores)?,
-                host(OP, "u", args.u)?,
-                host(OP, "v", args.v)?,
-            )?;
-            Ok(TopkOutput {
-                idx: Tensor::from_vec(&device, &[dims.tokens, dims.heads, dims.m], idx)?,
-                score: Tensor::from_vec(
-                    &device,
-                    &[dims.tokens, dims.heads, dims.m, dims.cores],
-                    to_f32(score),
-                )?,
-            })
-        }
-        #[cfg(feature = "cuda")]
-        DeviceInner::Cuda(d) => crate::gpu::product_key_topk::tucker_forward(d, args, &dims),
-        #[cfg(feature = "wgpu")]
-        DeviceInner::Wgpu(d) => crate::gpu::product_key_topk::tucker_forward(d, args, &dims),
-    }
+    let idx_shape = [dims.tokens, dims.heads, dims.m];
+    let score_shape = [dims.tokens, dims.heads, dims.m, dims.cores];
+    on_device!(device,
+    cpu => {
+        let (idx, score) = reference::forward(
+            &dims,
+            host(OP, "q", args.q)?,
+            host(OP, "keys", args.keys)?,
+            host(OP, "cores", args.cores)?,
+            host(OP, "u", args.u)?,
+            host(OP, "v", args.v)?,
+        )?;
+        Ok(TopkOutput {
+            idx: Tensor::from_vec(&device, &idx_shape, idx)?,
+            score: Tensor::from_vec(&device, &score_shape, to_f32(score))?,
+        })
+    },
+    gpu(g) => {
+        let b = buffers(g.as_ref(), args)?;
+        let (idx, score) = gpu::tucker_forward_buffers(g.as_ref(), &dims, K::DTYPE, &b)?;
+        Ok(TopkOutput {
+            idx: g.wrap(&idx_shape, idx)?,
+            score: g.wrap(&score_shape, score)?,
+        })
+    })
 }
 
 /// Backward of [`tucker_topk`] from the chosen `idx[T, H, m]` and `dscore[T, H, m, Cn]`; it
@@ -277,32 +144,48 @@ pub fn tucker_topk_backward<K: Float>(
     dev.add("idx", idx)?;
     dev.add("dscore", dscore)?;
     let device = dev.device();
-    // The CPU reference sums in one fixed order whatever the mode.
-    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
-    let _ = mode;
-    match &device.inner {
-        DeviceInner::Cpu => {
-            let g = reference::tucker_topk::backward(
-                &dims,
-                host(OP, "q", args.q)?,
-                host(OP, "keys", args.keys)?,
-                host(OP, "cores", args.cores)?,
-                host(OP, "idx", idx)?,
-                host(OP, "dscore", dscore)?,
-            )?;
-            Ok(TuckerTopkGrads {
-                dq: Tensor::from_vec(&device, args.q.shape(), to_f32(g.dq))?,
-                dkeys: Tensor::from_vec(&device, args.keys.shape(), to_f32(g.dkeys))?,
-                dcores: Tensor::from_vec(&device, args.cores.shape(), to_f32(g.dcores))?,
-            })
-        }
-        #[cfg(feature = "cuda")]
-        DeviceInner::Cuda(d) => {
-            crate::gpu::product_key_topk::tucker_backward(d, args, idx, dscore, mode, &dims)
-        }
-        #[cfg(feature = "wgpu")]
-        DeviceInner::Wgpu(d) => {
-            crate::gpu::product_key_topk::tucker_backward(d, args, idx, dscore, mode, &dims)
-        }
-    }
+    on_device!(device,
+    cpu => {
+        // The CPU reference sums in one fixed order whatever the mode.
+        let _ = mode;
+        let g = reference::backward(
+            &dims,
+            host(OP, "q", args.q)?,
+            host(OP, "keys", args.keys)?,
+            host(OP, "cores", args.cores)?,
+            host(OP, "idx", idx)?,
+            host(OP, "dscore", dscore)?,
+        )?;
+        Ok(TuckerTopkGrads {
+            dq: Tensor::from_vec(&device, args.q.shape(), to_f32(g.dq))?,
+            dkeys: Tensor::from_vec(&device, args.keys.shape(), to_f32(g.dkeys))?,
+            dcores: Tensor::from_vec(&device, args.cores.shape(), to_f32(g.dcores))?,
+        })
+    },
+    gpu(g) => {
+        let b = buffers(g.as_ref(), args)?;
+        let (idx, dscore) = (g.buffer(OP, "idx", idx)?, g.buffer(OP, "dscore", dscore)?);
+        let (dq, dkeys, dcores) =
+            gpu::tucker_backward_buffers(g.as_ref(), &dims, K::DTYPE, mode, &b, idx, dscore)?;
+        Ok(TuckerTopkGrads {
+            dq: g.wrap(args.q.shape(), dq)?,
+            dkeys: g.wrap(args.keys.shape(), dkeys)?,
+            dcores: g.wrap(args.cores.shape(), dcores)?,
+        })
+    })
+}
+
+/// The device buffers behind the arguments.
+#[cfg(gpu_backend)]
+fn buffers<'t, G: TensorGpu, K: Float>(
+    g: &G,
+    args: &TuckerTopkArgs<'t, K>,
+) -> Result<TuckerBuffers<'t, G::Buffer>> {
+    Ok(TuckerBuffers {
+        q: g.buffer(OP, "q", args.q)?,
+        keys: g.buffer(OP, "keys", args.keys)?,
+        cores: g.buffer(OP, "cores", args.cores)?,
+        u: g.buffer(OP, "u", args.u)?,
+        v: g.buffer(OP, "v", args.v)?,
+    })
 }

@@ -1,6 +1,6 @@
 //! Activations of the PEER per-slot FFN and their derivatives, in f64.
 
-use crate::ops::peer_ffn::Activation;
+use crate::dims::peer_ffn::Activation;
 
 /// `erf(x)` to about 1e-16 absolute.
 ///

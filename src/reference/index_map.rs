@@ -1,8 +1,8 @@
 //! Reference index map.
 
 use super::{check_indices, check_len};
+use crate::dims::index_map::IndexMapDims;
 use crate::error::Result;
-use crate::ops::index_map::IndexMapDims;
 
 const OP: &str = "index_map";
 

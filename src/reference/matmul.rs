@@ -1,13 +1,13 @@
 //! The layer's dense products: `C = op(A) op(B) (+ C0)`, f64 accumulation in `k` order.
 
 use super::check_len;
+use crate::dims::matmul::MatmulDims;
 use crate::dtype::Float;
 use crate::error::Result;
-use crate::ops::matmul::MatmulDims;
 
 const OP: &str = "matmul";
 
-/// `C[M, N]` for `A` stored `[M, K]` (or `[K, M]` when `transpose_a`), `B` stored `[K, N]` (or
+/// `C[M, N]` for `A` stored `[M, K]` (or `[K, M]` when `A` is read transposed), `B` stored `[K, N]` (or
 /// `[N, K]` when `transpose_b`), plus `addend[M, N]` when given.
 ///
 /// # Errors
@@ -26,14 +26,14 @@ pub fn forward<A: Float, B: Float>(
         check_len(OP, "addend", c0, d.m * d.n)?;
     }
     let a_at = |m: usize, k: usize| {
-        if d.transpose_a {
+        if d.transpose_a.is_transposed() {
             k * d.m + m
         } else {
             m * d.k + k
         }
     };
     let b_at = |k: usize, n: usize| {
-        if d.transpose_b {
+        if d.transpose_b.is_transposed() {
             n * d.k + k
         } else {
             k * d.n + n

@@ -13,6 +13,7 @@ pub mod index_map;
 pub mod matmul;
 pub mod moe_ffn;
 pub mod peer_ffn;
+pub mod product_key_layer;
 pub mod rmsnorm;
 pub mod row_sort;
 pub mod score_fn;
@@ -21,54 +22,8 @@ pub mod tucker_topk;
 pub mod ultramem_v2_layer;
 pub mod weighted_gather;
 
+pub(crate) use crate::dims::{check_finite, check_indices, check_len};
 use crate::dtype::Float;
-use crate::error::{Error, Result};
-
-/// Errors unless a slice has exactly `expected` elements.
-pub(crate) fn check_len<T>(
-    op: &'static str,
-    arg: &'static str,
-    s: &[T],
-    expected: usize,
-) -> Result<()> {
-    if s.len() == expected {
-        Ok(())
-    } else {
-        Err(Error::BufferSize {
-            op,
-            arg,
-            expected,
-            got: s.len(),
-        })
-    }
-}
-
-/// Errors at the first NaN or infinity.
-pub(crate) fn check_finite<T: Float>(op: &'static str, arg: &'static str, s: &[T]) -> Result<()> {
-    match s.iter().position(|x| !x.to_f64().is_finite()) {
-        None => Ok(()),
-        Some(position) => Err(Error::NonFinite { op, arg, position }),
-    }
-}
-
-/// Errors at the first index `>= bound`.
-pub(crate) fn check_indices(
-    op: &'static str,
-    arg: &'static str,
-    s: &[u32],
-    bound: u64,
-) -> Result<()> {
-    match s.iter().position(|&i| u64::from(i) >= bound) {
-        None => Ok(()),
-        Some(position) => Err(Error::IndexOutOfRange {
-            op,
-            arg,
-            position,
-            index: u64::from(s[position]),
-            bound,
-        }),
-    }
-}
 
 /// `<a, b>` accumulated in f64, left to right.
 pub(crate) fn dot<A: Float, B: Float>(a: &[A], b: &[B]) -> f64 {

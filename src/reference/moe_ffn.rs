@@ -2,9 +2,9 @@
 
 use super::topk::top_k_of;
 use super::{check_finite, check_indices, check_len, dot};
+use crate::dims::moe_ffn::MoeFfnDims;
 use crate::dtype::Float;
 use crate::error::Result;
-use crate::ops::moe_ffn::MoeFfnDims;
 
 const OP: &str = "moe_ffn";
 

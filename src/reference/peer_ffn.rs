@@ -2,9 +2,9 @@
 
 use super::activation::{apply, derivative};
 use super::{check_indices, check_len, dot};
+use crate::dims::peer_ffn::{Activation, PeerFfnDims};
 use crate::dtype::Float;
 use crate::error::Result;
-use crate::ops::peer_ffn::{Activation, PeerFfnDims};
 
 const OP: &str = "peer_ffn";
 
@@ -20,9 +20,9 @@ fn check_inputs<S: Float, Z: Float, V: Float>(
     check_len(OP, "rows", rows, d.tokens * d.slots)?;
     check_len(OP, "scores", s, rows.len() * d.cores)?;
     check_len(OP, "z", z, d.tokens * d.dp)?;
-    check_len(OP, "down", down, d.rows * d.dp)?;
-    check_len(OP, "up", up, d.rows * d.dv)?;
-    check_indices(OP, "rows", rows, d.rows as u64)
+    check_len(OP, "down", down, d.table_rows * d.dp)?;
+    check_len(OP, "up", up, d.table_rows * d.dv)?;
+    check_indices(OP, "rows", rows, d.table_rows as u64)
 }
 
 /// `out[t, slice c] = Σ_k s[t,k,c]·φ(<down[ρ], z[t]>)·up[ρ, slice c]`.

@@ -1,9 +1,9 @@
 //! Reference score functions and their vector-Jacobian products.
 
 use super::check_len;
+use crate::dims::score_fn::{ScoreFn, ScoreFnDims};
 use crate::dtype::Float;
 use crate::error::Result;
-use crate::ops::score_fn::{ScoreFn, ScoreFnDims};
 
 const OP: &str = "score_fn";
 

@@ -2,9 +2,9 @@
 
 use super::topk::{top_k, top_k_of};
 use super::{check_finite, check_indices, check_len, dot};
+use crate::dims::tucker_topk::TuckerTopkDims;
 use crate::dtype::Float;
 use crate::error::Result;
-use crate::ops::tucker_topk::TuckerTopkDims;
 
 const OP: &str = "tucker_topk";
 

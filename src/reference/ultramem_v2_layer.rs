@@ -6,10 +6,10 @@
 //! backward. No gradient flows through the selection, `(u, v)` or the shuffle table.
 
 use super::{dense, peer_ffn, rmsnorm, tucker_topk, widen};
+use crate::dims::index_map::IndexMapDims;
+use crate::dims::ultramem_v2_layer::{QueryMode, UltraMemV2Config, UltraMemV2Params};
 use crate::dtype::Float;
 use crate::error::Result;
-use crate::layer::{QueryMode, UltraMemV2Config, UltraMemV2Params};
-use crate::ops::index_map::IndexMapDims;
 use crate::reference::check_len;
 
 const OP: &str = "ultramem_v2_layer";

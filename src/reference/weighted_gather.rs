@@ -1,9 +1,9 @@
 //! Reference weighted gather with core split, forward and backward.
 
 use super::{check_indices, check_len};
+use crate::dims::weighted_gather::WeightedGatherDims;
 use crate::dtype::Float;
 use crate::error::Result;
-use crate::ops::weighted_gather::WeightedGatherDims;
 
 const OP: &str = "weighted_gather";
 
@@ -16,8 +16,8 @@ fn check_inputs<W: Float, V: Float>(
     d.check()?;
     check_len(OP, "rows", rows, d.tokens * d.slots)?;
     check_len(OP, "weights", w, rows.len() * d.cores)?;
-    check_len(OP, "table", table, d.rows * d.dv)?;
-    check_indices(OP, "rows", rows, d.rows as u64)
+    check_len(OP, "table", table, d.table_rows * d.dv)?;
+    check_indices(OP, "rows", rows, d.table_rows as u64)
 }
 
 /// `out[t, slice c] = Σ_k w[t,k,c]·table[rows[t,k], slice c]`, summed over `k` in order.

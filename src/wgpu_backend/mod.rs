@@ -8,14 +8,13 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Mutex};
 
-use crate::device::{Backend, Device, DeviceInner};
-use crate::dtype::{DType, Element};
+use crate::backend::Backend;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::gpu::{poisoning, Fill, Gpu, Launch, PendingCheck, SyncState, TensorGpu, POISON_BITS};
+use crate::gpu::{poisoning, Fill, Gpu, Launch, SyncState, POISON_BITS};
 use crate::registry::KernelId;
-use crate::tensor::{Storage, Tensor};
 
 /// A pipeline: kernel, entry, table dtype code and the other overrides' values.
 type PipelineKey = (KernelId, &'static str, u32, Vec<(&'static str, u32)>);
@@ -35,13 +34,6 @@ impl std::fmt::Debug for WgpuDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "WgpuDevice({})", self.describe())
     }
-}
-
-/// A tensor's storage on a wgpu device.
-#[derive(Debug)]
-pub(crate) struct WgpuStorage {
-    pub(crate) device: Arc<WgpuDevice>,
-    pub(crate) buffer: wgpu::Buffer,
 }
 
 fn backend_error(e: impl std::fmt::Display) -> Error {
@@ -87,14 +79,6 @@ impl WgpuDevice {
             pipelines: Mutex::new(HashMap::new()),
             sync: SyncState::default(),
         })
-    }
-
-    /// `adapter name (backend, device type)`.
-    pub(crate) fn describe(&self) -> String {
-        format!(
-            "{} ({:?}, {:?})",
-            self.info.name, self.info.backend, self.info.device_type
-        )
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes.
@@ -378,59 +362,15 @@ impl Gpu for WgpuDevice {
         false
     }
 
-    fn deferring(&self) -> bool {
-        self.sync.deferring()
-    }
-
-    fn defer(&self, check: PendingCheck<wgpu::Buffer>) -> Result<()> {
-        self.sync.defer(check);
-        Ok(())
-    }
-
-    fn take_deferred(&self) -> Vec<PendingCheck<wgpu::Buffer>> {
-        self.sync.take()
-    }
-}
-
-impl TensorGpu for WgpuDevice {
     fn sync_state(&self) -> &SyncState<wgpu::Buffer> {
         &self.sync
     }
 
-    fn buffer<'t, T: Element>(
-        op: &'static str,
-        arg: &'static str,
-        t: &'t Tensor<T>,
-    ) -> Result<&'t wgpu::Buffer> {
-        match t.storage() {
-            Storage::Wgpu(s) => Ok(&s.buffer),
-            _ => Err(Error::DeviceMismatch {
-                op,
-                arg,
-                expected: "wgpu".into(),
-                got: t.device().to_string(),
-            }),
-        }
-    }
-
-    fn wrap<T: Element>(
-        self: &Arc<Self>,
-        shape: &[usize],
-        buffer: wgpu::Buffer,
-    ) -> Result<Tensor<T>> {
-        Tensor::from_storage(
-            shape,
-            Storage::Wgpu(WgpuStorage {
-                device: Arc::clone(self),
-                buffer,
-            }),
+    /// `adapter name (backend, device type)`.
+    fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
         )
     }
-}
-
-/// Opens the default adapter as a [`Device`].
-pub(crate) fn device() -> Result<Device> {
-    Ok(Device {
-        inner: DeviceInner::Wgpu(Arc::new(WgpuDevice::open()?)),
-    })
 }

@@ -6,9 +6,10 @@
 //! Outputs are poisoned before the call, so an unwritten element fails.
 
 use crate::common::normals;
-use crate::interp::{Buf, Interp};
-use ultramem::abi::device::{self, Meta};
-use ultramem::abi::dlpack::Elem;
+use crate::interp::InterpExt;
+use ultramem::abi::device;
+use ultramem::abi::view::{Elem, Place, View};
+use ultramem::interp_backend::{InterpBuffer as Buf, InterpDevice as Interp};
 use ultramem::reference;
 use ultramem::rng::SplitMix64;
 use ultramem::*;
@@ -20,13 +21,9 @@ fn rows(seed: u64, len: usize, bound: u32) -> Vec<u32> {
         .collect()
 }
 
-fn meta(op: &'static str, arg: &'static str, shape: &[usize], elem: Elem) -> Meta {
-    Meta {
-        op,
-        arg,
-        shape: shape.to_vec(),
-        elem,
-    }
+/// A tensor of the GPU path: its description, the memory handed over as a buffer.
+fn meta(op: &'static str, arg: &'static str, shape: &[usize], elem: Elem) -> View {
+    View::described(op, arg, shape, elem, Place::Cuda(0)).unwrap()
 }
 
 /// A poisoned output buffer of `len` words (NaN as f32, huge as u32).
@@ -72,7 +69,7 @@ fn gather_and_peer_through_the_abi_device_path() {
         tokens: t,
         slots: m,
         cores: cn,
-        rows: n,
+        table_rows: n,
         dv,
     };
     let mut out = poisoned(&ip, t * dv);
@@ -119,7 +116,7 @@ fn gather_and_peer_through_the_abi_device_path() {
         tokens: t,
         slots: m,
         cores: cn,
-        rows: n,
+        table_rows: n,
         dp,
         dv,
     };
@@ -258,7 +255,7 @@ fn topk_index_map_and_score_fn_through_the_abi_device_path() {
         dk,
         n,
         cores: cn,
-        k1: ultramem::ops::tucker_topk::default_k1(top, n),
+        k1: ultramem::dims::tucker_topk::default_k1(top, n),
         m: top,
     };
     let (want_i, want_s) = reference::tucker_topk::forward(&td, &q, &keys, &cores, &u, &v).unwrap();

@@ -48,6 +48,133 @@ pub fn cuda() -> Option<&'static Device> {
         .as_ref()
 }
 
+/// A fresh PTX interpreter device (cheap; one per test, so parallel tests do not queue on one
+/// interpreter's lock). Always there: the tests build the crate with `ptx-interp`.
+pub fn interp() -> Device {
+    ultramem::testing::poison_outputs(true);
+    Device::ptx_interp().expect("the test build enables the ptx-interp feature")
+}
+
+/// Stamps a test written once against a `&Device` out for every device under test, as a module
+/// of tests named after the device: `on_wgpu`, `in_ptx_interpreter`, `on_cuda` (and `on_cpu`
+/// with `cpu,` first, for code that is not the reference itself, such as a layer composed of
+/// ops). A device that is not there skips with a line on stderr (see [`wgpu`], [`cuda`]). With
+/// `own,` first, each test opens a device of its own instead of the shared one (for tests that
+/// change a device's mode).
+macro_rules! device_tests {
+    (own, $name:ident, |$dev:ident| $body:block) => {
+        pub mod $name {
+            #[allow(unused_imports, reason = "the body sees its parent's items")]
+            use super::*;
+            $crate::common::device_tests!(@devices "on_wgpu", "in_ptx_interpreter", "on_cuda");
+            #[test]
+            fn on_wgpu() {
+                if $crate::common::wgpu().is_some() {
+                    let $dev = &ultramem::Device::wgpu().expect("a second wgpu device");
+                    $body
+                }
+            }
+            #[test]
+            fn in_ptx_interpreter() {
+                let $dev = &$crate::common::interp();
+                $body
+            }
+            #[test]
+            fn on_cuda() {
+                if $crate::common::cuda().is_some() {
+                    let $dev = &ultramem::Device::cuda(0).expect("a second CUDA device handle");
+                    $body
+                }
+            }
+        }
+    };
+    (cpu, $name:ident, |$dev:ident| $body:block) => {
+        pub mod $name {
+            #[allow(unused_imports, reason = "the body sees its parent's items")]
+            use super::*;
+            $crate::common::device_tests!(@devices "on_cpu", "on_wgpu", "in_ptx_interpreter", "on_cuda");
+            #[test]
+            fn on_cpu() {
+                let $dev = &ultramem::Device::cpu();
+                $body
+            }
+            $crate::common::device_tests!(@gpus |$dev| $body);
+        }
+    };
+    ($name:ident, |$dev:ident| $body:block) => {
+        pub mod $name {
+            #[allow(unused_imports, reason = "the body sees its parent's items")]
+            use super::*;
+            $crate::common::device_tests!(@devices "on_wgpu", "in_ptx_interpreter", "on_cuda");
+            $crate::common::device_tests!(@gpus |$dev| $body);
+        }
+    };
+    (@devices $($device:literal),+) => {
+        /// The tests of this module, one per device (what `every_kernel_has_differential_tests`
+        /// reads).
+        #[allow(dead_code, reason = "read by one test")]
+        pub fn devices() -> &'static [&'static str] {
+            &[$($device),+]
+        }
+    };
+    (@gpus |$dev:ident| $body:block) => {
+        #[test]
+        fn on_wgpu() {
+            if let Some($dev) = $crate::common::wgpu() {
+                $body
+            }
+        }
+        #[test]
+        fn in_ptx_interpreter() {
+            let $dev = &$crate::common::interp();
+            $body
+        }
+        #[test]
+        fn on_cuda() {
+            if let Some($dev) = $crate::common::cuda() {
+                $body
+            }
+        }
+    };
+}
+pub(crate) use device_tests;
+
+/// [`device_tests`] for a proptest: `$arg` drawn from `$strategy` for `$cases` cases (or
+/// `ULTRAMEM_PROPTEST_CASES`) on each device; the body returns through `prop_assert!` or `?`.
+macro_rules! device_proptests {
+    ($name:ident, $cases:expr, $arg:pat in $strategy:expr, |$dev:ident| $body:block) => {
+        pub mod $name {
+            #[allow(unused_imports, reason = "the body sees its parent's items")]
+            use super::*;
+            $crate::common::device_tests!(@devices "on_wgpu", "in_ptx_interpreter", "on_cuda");
+            proptest::proptest! {
+                #![proptest_config($crate::common::cases($cases))]
+
+                #[test]
+                fn on_wgpu($arg in $strategy) {
+                    if let Some($dev) = $crate::common::wgpu() {
+                        $body
+                    }
+                }
+
+                #[test]
+                fn in_ptx_interpreter($arg in $strategy) {
+                    let $dev = &$crate::common::interp();
+                    $body
+                }
+
+                #[test]
+                fn on_cuda($arg in $strategy) {
+                    if let Some($dev) = $crate::common::cuda() {
+                        $body
+                    }
+                }
+            }
+        }
+    };
+}
+pub(crate) use device_proptests;
+
 /// A tensor on `dev`.
 pub fn on<T: Element>(dev: &Device, shape: &[usize], data: &[T]) -> Tensor<T> {
     Tensor::from_slice(dev, shape, data).expect("test tensors are well formed")

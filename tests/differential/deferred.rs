@@ -3,7 +3,7 @@
 //! still reported — by `check_errors`, as the first queued error, with the immediate mode's
 //! position and index.
 
-use crate::common::{cuda, normals, wgpu};
+use crate::common::{device_tests, normals};
 use ultramem::layer::init::{init_params, InitScheme};
 use ultramem::layer::{UltraMemV2Config, UltraMemV2Layer};
 use ultramem::*;
@@ -110,17 +110,6 @@ fn check(dev: &Device) {
 // Each test opens a device of its own: deferred mode is per device, and the shared test device
 // is used by the other tests at the same time, which expect their errors at once (a stress run
 // with many proptest cases caught four of them seeing the deferred mode).
-
-#[test]
-fn deferred_checks_skip_every_host_sync_and_still_report_errors_on_wgpu() {
-    if wgpu().is_some() {
-        check(&Device::wgpu().expect("a second wgpu device"));
-    }
-}
-
-#[test]
-fn deferred_checks_skip_every_host_sync_and_still_report_errors_on_cuda() {
-    if cuda().is_some() {
-        check(&Device::cuda(0).expect("a second CUDA device handle"));
-    }
-}
+device_tests!(own, skip_every_host_sync_and_still_report_errors, |dev| {
+    check(dev);
+});

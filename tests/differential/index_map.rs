@@ -1,8 +1,6 @@
 //! `index_map` on the GPUs: exact equality with the reference, windows near 2^32 included.
 
-use crate::common::{cuda, on, wgpu};
-use crate::interp::Interp;
-use crate::runner::Runner;
+use crate::common::{device_proptests, device_tests, on};
 use proptest::prelude::*;
 use ultramem::reference::index_map as reference;
 use ultramem::*;
@@ -39,39 +37,23 @@ fn case() -> impl Strategy<Value = (Vec<u32>, Option<Vec<u32>>, IndexMapConfig)>
 }
 
 fn run(
-    r: Runner<'_>,
+    dev: &Device,
     idx: &[u32],
     shuffle: Option<&Vec<u32>>,
     map: IndexMapConfig,
 ) -> ultramem::Result<Vec<u32>> {
-    match r {
-        Runner::Device(dev) => {
-            let idx_t = on(dev, &[idx.len()], idx);
-            let sh = shuffle.map(|s| on(dev, &[s.len()], s));
-            index_map(&IndexMapArgs {
-                idx: &idx_t,
-                shuffle: sh.as_ref(),
-                map,
-            })?
-            .to_vec()
-        }
-        Runner::Interp => {
-            let ip = Interp::new();
-            let d = IndexMapDims {
-                len: idx.len(),
-                shuffle_len: shuffle.map(Vec::len),
-                map,
-            };
-            let ib = ip.upload_pod(idx);
-            let sb = shuffle.map(|s| ip.upload_pod(s));
-            let out = ultramem::gpu::index_map::forward(&ip, &d, &ib, sb.as_ref())?;
-            Ok(ip.read_u32(&out, idx.len()))
-        }
-    }
+    let idx_t = on(dev, &[idx.len()], idx);
+    let sh = shuffle.map(|s| on(dev, &[s.len()], s));
+    index_map(&IndexMapArgs {
+        idx: &idx_t,
+        shuffle: sh.as_ref(),
+        map,
+    })?
+    .to_vec()
 }
 
 fn check(
-    r: Runner<'_>,
+    dev: &Device,
     idx: &[u32],
     shuffle: Option<&Vec<u32>>,
     map: IndexMapConfig,
@@ -82,14 +64,14 @@ fn check(
         map,
     };
     let want = reference::forward(&d, idx, shuffle.map(|s| s.as_slice()));
-    let got = run(r, idx, shuffle, map);
+    let got = run(dev, idx, shuffle, map);
     match (got, want) {
         (Ok(g), Ok(w)) => prop_assert_eq!(g, w),
         (Err(g), Err(w)) => prop_assert_eq!(g.to_string(), w.to_string()),
         (g, w) => prop_assert!(
             false,
             "{} gave {:?}, the reference {:?}",
-            r.name(),
+            dev,
             g.err(),
             w.err()
         ),
@@ -97,9 +79,9 @@ fn check(
     Ok(())
 }
 
-fn check_bad_index(r: Runner<'_>) {
+fn check_bad_index(dev: &Device) {
     let e = run(
-        r,
+        dev,
         &[0, 1, 9, 2],
         Some(&vec![5, 6, 7]),
         IndexMapConfig::plain(8),
@@ -120,32 +102,10 @@ fn check_bad_index(r: Runner<'_>) {
     );
 }
 
-proptest! {
-    #![proptest_config(crate::common::cases(48))]
+device_proptests!(matches_reference, 48, (idx, shuffle, map) in case(), |dev| {
+    check(dev, &idx, shuffle.as_ref(), map)?;
+});
 
-    #[test]
-    fn index_map_matches_reference_on_wgpu((idx, shuffle, map) in case()) {
-        if let Some(dev) = wgpu() { check(Runner::Device(dev), &idx, shuffle.as_ref(), map)?; }
-    }
-
-    #[test]
-    fn index_map_matches_reference_on_cuda((idx, shuffle, map) in case()) {
-        if let Some(dev) = cuda() { check(Runner::Device(dev), &idx, shuffle.as_ref(), map)?; }
-    }
-
-    #[test]
-    fn index_map_matches_reference_in_ptx_interpreter((idx, shuffle, map) in case()) {
-        check(Runner::Interp, &idx, shuffle.as_ref(), map)?;
-    }
-}
-
-#[test]
-fn index_map_rejects_index_past_shuffle_table_on_every_device() {
-    if let Some(dev) = wgpu() {
-        check_bad_index(Runner::Device(dev));
-    }
-    if let Some(dev) = cuda() {
-        check_bad_index(Runner::Device(dev));
-    }
-    check_bad_index(Runner::Interp);
-}
+device_tests!(rejects_index_past_shuffle_table, |dev| {
+    check_bad_index(dev);
+});

@@ -1,5 +1,5 @@
 //! The UltraMemV2 layer on each device ([`UltraMemV2Layer`]: every op on that device) against the
-//! all-f64 reference layer, forward and backward, and a short training run on the CPU and wgpu.
+//! all-f64 reference layer, forward and backward, and a short training run on every device.
 //!
 //! Tolerance: the device layer rounds to f32 between its ~10 ops and (on a GPU) sums in f32
 //! inside them, over at most a few hundred terms per sum here; each result is then within
@@ -14,7 +14,7 @@
 
 use std::cell::Cell;
 
-use crate::common::{cuda, normals, wgpu};
+use crate::common::{device_tests, normals};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use ultramem::layer::init::{init_params, InitScheme};
@@ -219,24 +219,9 @@ fn random_cases(dev: &Device) {
     );
 }
 
-#[test]
-fn layer_matches_reference_on_cpu() {
-    random_cases(&Device::cpu());
-}
-
-#[test]
-fn layer_matches_reference_on_wgpu() {
-    if let Some(dev) = wgpu() {
-        random_cases(dev);
-    }
-}
-
-#[test]
-fn layer_matches_reference_on_cuda() {
-    if let Some(dev) = cuda() {
-        random_cases(dev);
-    }
-}
+device_tests!(cpu, matches_reference, |dev| {
+    random_cases(dev);
+});
 
 /// UltraMemV2-1B/7B scaled down by 8 in width and sub-keys (D 256, Dk 64, n 66, m = K1 = 16,
 /// Dp 48, Dv 96, R = Cn = 2, H = 1), so the paper's structure runs on lavapipe in seconds.
@@ -255,24 +240,9 @@ fn check_scaled(dev: &Device) {
     }
 }
 
-#[test]
-fn layer_matches_reference_at_scaled_1b_7b_on_cpu() {
-    check_scaled(&Device::cpu());
-}
-
-#[test]
-fn layer_matches_reference_at_scaled_1b_7b_on_wgpu() {
-    if let Some(dev) = wgpu() {
-        check_scaled(dev);
-    }
-}
-
-#[test]
-fn layer_matches_reference_at_scaled_1b_7b_on_cuda() {
-    if let Some(dev) = cuda() {
-        check_scaled(dev);
-    }
-}
+device_tests!(cpu, matches_reference_at_scaled_1b_7b, |dev| {
+    check_scaled(dev);
+});
 
 /// 50 steps of plain SGD (lr 0.05) memorising random x → target pairs; the loss must fall at
 /// least 5× (it falls 8.29 → 0.77 here),
@@ -325,38 +295,38 @@ fn train(dev: &Device) -> Vec<f64> {
     losses
 }
 
-#[test]
-fn layer_training_loss_falls_the_same_on_cpu_and_wgpu() {
-    let cpu = train(&Device::cpu());
-    let (first, last) = (cpu[0], cpu[cpu.len() - 1]);
-    eprintln!("layer SGD on cpu: loss {first:.5} -> {last:.5} in 50 steps");
+/// The loss falls at least 5× on `dev`, step by step within 1% of the CPU device's run.
+fn check_training(dev: &Device) {
+    static CPU: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    let cpu = CPU.get_or_init(|| train(&Device::cpu()));
+    let losses = train(dev);
+    let (first, last) = (losses[0], losses[losses.len() - 1]);
+    eprintln!("layer SGD on {dev}: loss {first:.5} -> {last:.5} in 50 steps");
     assert!(last * 5.0 <= first, "the loss fell only {first} -> {last}");
-    if let Some(dev) = wgpu() {
-        let gpu = train(dev);
-        eprintln!(
-            "layer SGD on {dev}: loss {:.5} -> {:.5}",
-            gpu[0],
-            gpu[gpu.len() - 1]
+    for (step, (a, b)) in cpu.iter().zip(&losses).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-2 * a.abs(),
+            "step {step}: cpu loss {a}, {dev} loss {b}"
         );
-        for (step, (a, b)) in cpu.iter().zip(&gpu).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-2 * a.abs(),
-                "step {step}: cpu loss {a}, wgpu loss {b}"
-            );
-        }
     }
 }
+
+device_tests!(cpu, training_loss_falls_as_on_the_cpu, |dev| {
+    check_training(dev);
+});
 
 mod product_key {
     //! PKM and PEER layers ([`ProductKeyLayer`]) on each device against their f64 reference,
     //! with the same tolerance and near-tie handling as the UltraMemV2 layer above.
 
     use super::{assert_close, normals};
-    use crate::common::{cuda, wgpu};
+    use crate::common::device_tests;
     use proptest::prelude::*;
     use ultramem::layer::product_key::{
-        reference_backward, reference_forward, ProductKeyConfig, ProductKeyKind, ProductKeyLayer,
-        ProductKeyParams,
+        ProductKeyConfig, ProductKeyKind, ProductKeyLayer, ProductKeyParams,
+    };
+    use ultramem::reference::product_key_layer::{
+        backward as reference_backward, forward as reference_forward,
     };
     use ultramem::*;
 
@@ -495,22 +465,7 @@ mod product_key {
         );
     }
 
-    #[test]
-    fn product_key_layers_match_reference_on_cpu() {
-        random_cases(&Device::cpu());
-    }
-
-    #[test]
-    fn product_key_layers_match_reference_on_wgpu() {
-        if let Some(dev) = wgpu() {
-            random_cases(dev);
-        }
-    }
-
-    #[test]
-    fn product_key_layers_match_reference_on_cuda() {
-        if let Some(dev) = cuda() {
-            random_cases(dev);
-        }
-    }
+    device_tests!(cpu, match_reference, |dev| {
+        random_cases(dev);
+    });
 }

@@ -1,6 +1,10 @@
-//! Every kernel on every GPU backend against the CPU reference, on random inputs drawn by
-//! proptest. One binary; each backend is opened once. A backend that is not there is skipped with
-//! a line on stderr, or fails the run when `ULTRAMEM_REQUIRE_WGPU=1` / `ULTRAMEM_REQUIRE_CUDA=1`.
+//! Every kernel on every device against the CPU reference, on random inputs drawn by proptest.
+//! Each test is written once against a `&Device` and stamped out per device
+//! (`common::device_tests!`, `common::device_proptests!`): `<op>::<what>::on_wgpu`,
+//! `::devices` (the CUDA backend's PTX in the repo's interpreter, always there) and
+//! `::on_cuda`. One binary; wgpu and CUDA are opened once. A backend that is not there is
+//! skipped with a line on stderr, or fails the run when `ULTRAMEM_REQUIRE_WGPU=1` /
+//! `ULTRAMEM_REQUIRE_CUDA=1`.
 
 #[cfg(feature = "abi")]
 mod abi_device;
@@ -16,66 +20,51 @@ mod product_key_topk;
 mod ptx;
 mod rmsnorm;
 mod row_sort;
-mod runner;
 mod score_fn;
 mod weighted_gather;
 
 use ultramem::registry::KernelId;
 
-/// Adding a kernel file does not compile until this match names its differential tests.
+/// Adding a kernel file does not compile until this match names its differential tests, and
+/// each named test module exists (`<module>::devices` is a function of it).
 #[test]
 fn every_kernel_has_differential_tests() {
     for &id in KernelId::ALL {
-        let tests: &[&str] = match id {
+        let tests: &[fn() -> &'static [&'static str]] = match id {
             KernelId::WeightedGather => &[
-                "weighted_gather::weighted_gather_matches_reference_on_wgpu",
-                "weighted_gather::weighted_gather_matches_reference_on_cuda",
+                weighted_gather::matches_reference::devices,
+                weighted_gather::rejects_index_past_table_end::devices,
             ],
             KernelId::PeerFfn => &[
-                "peer_ffn::peer_ffn_matches_reference_on_wgpu",
-                "peer_ffn::peer_ffn_matches_reference_on_cuda",
+                peer_ffn::matches_reference::devices,
+                peer_ffn::rejects_index_past_table_end::devices,
             ],
             KernelId::ProductKeyTopk => &[
-                "product_key_topk::additive_topk_matches_reference_on_wgpu",
-                "product_key_topk::tucker_topk_matches_reference_on_wgpu",
-                "product_key_topk::additive_topk_matches_reference_on_cuda",
-                "product_key_topk::tucker_topk_matches_reference_on_cuda",
-                "product_key_topk::additive_topk_matches_reference_in_ptx_interpreter",
-                "product_key_topk::tucker_topk_matches_reference_in_ptx_interpreter",
-                "product_key_topk::tucker_topk_matches_reference_at_paper_shapes_on_wgpu",
+                product_key_topk::additive_matches_reference::devices,
+                product_key_topk::tucker_matches_reference::devices,
+                product_key_topk::tucker_matches_reference_at_paper_shapes::devices,
+                product_key_topk::rejects_bad_inputs::devices,
             ],
-            KernelId::ScoreFn => &[
-                "score_fn::score_fn_matches_reference_on_wgpu",
-                "score_fn::score_fn_matches_reference_on_cuda",
-                "score_fn::score_fn_matches_reference_in_ptx_interpreter",
-            ],
+            KernelId::ScoreFn => &[score_fn::matches_reference::devices],
             KernelId::IndexMap => &[
-                "index_map::index_map_matches_reference_on_wgpu",
-                "index_map::index_map_matches_reference_on_cuda",
-                "index_map::index_map_matches_reference_in_ptx_interpreter",
+                index_map::matches_reference::devices,
+                index_map::rejects_index_past_shuffle_table::devices,
             ],
             KernelId::Matmul => &[
-                "matmul::matmul_matches_reference_on_wgpu",
-                "matmul::matmul_matches_reference_on_cuda",
-                "matmul::matmul_matches_reference_in_ptx_interpreter",
-                "matmul::matmul_layer_products_match_reference_on_every_device",
+                matmul::matches_reference::devices,
+                matmul::layer_products_match_reference::devices,
             ],
-            KernelId::Rmsnorm => &[
-                "rmsnorm::rmsnorm_matches_reference_on_wgpu",
-                "rmsnorm::rmsnorm_matches_reference_on_cuda",
-                "rmsnorm::rmsnorm_matches_reference_in_ptx_interpreter",
-            ],
+            KernelId::Rmsnorm => &[rmsnorm::matches_reference::devices],
             KernelId::MoeFfn => &[
-                "moe_ffn::moe_ffn_matches_reference_on_wgpu",
-                "moe_ffn::moe_ffn_matches_reference_on_cuda",
-                "moe_ffn::moe_ffn_matches_reference_in_ptx_interpreter",
-                "moe_ffn::moe_ffn_matches_reference_at_scaled_olmoe_on_every_device",
+                moe_ffn::matches_reference::devices,
+                moe_ffn::matches_reference_at_scaled_olmoe::devices,
+                moe_ffn::rejects_expert_past_expert_count::devices,
             ],
-            KernelId::RowSort => &[
-                "row_sort::row_sort_matches_reference_on_wgpu",
-                "row_sort::row_sort_matches_reference_on_cuda",
-            ],
+            KernelId::RowSort => &[row_sort::matches_reference::devices],
         };
         assert!(!tests.is_empty(), "{}", id.stem());
+        for devices in tests {
+            assert!(devices().contains(&"in_ptx_interpreter"), "{}", id.stem());
+        }
     }
 }

@@ -5,9 +5,7 @@
 //! recursive summation, plus the rounding of the addend and of the result); the reference is
 //! exact to f64.
 
-use crate::common::{assert_within, cuda, host, on, wgpu};
-use crate::interp::Interp;
-use crate::runner::Runner;
+use crate::common::{assert_within, device_proptests, device_tests, host, on};
 use proptest::prelude::*;
 use ultramem::*;
 
@@ -42,12 +40,13 @@ fn case() -> impl Strategy<Value = Case> {
         any::<bool>(),
     )
         .prop_flat_map(|(m, n, k, ta, tb, with_addend)| {
+            let transpose = |t: bool| if t { Transpose::Yes } else { Transpose::No };
             let d = MatmulDims {
                 m,
                 n,
                 k,
-                transpose_a: ta,
-                transpose_b: tb,
+                transpose_a: transpose(ta),
+                transpose_b: transpose(tb),
             };
             let addend = if with_addend {
                 values(m * n).prop_map(Some).boxed()
@@ -64,12 +63,12 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 fn shapes(d: &MatmulDims) -> ([usize; 2], [usize; 2]) {
-    let a = if d.transpose_a {
+    let a = if d.transpose_a.is_transposed() {
         [d.k, d.m]
     } else {
         [d.m, d.k]
     };
-    let b = if d.transpose_b {
+    let b = if d.transpose_b.is_transposed() {
         [d.n, d.k]
     } else {
         [d.k, d.n]
@@ -77,36 +76,25 @@ fn shapes(d: &MatmulDims) -> ([usize; 2], [usize; 2]) {
     (a, b)
 }
 
-fn run(r: Runner<'_>, c: &Case) -> Vec<f64> {
+fn run(dev: &Device, c: &Case) -> Vec<f64> {
     let d = &c.d;
-    match r {
-        Runner::Device(dev) => {
-            let (sa, sb) = shapes(d);
-            let (a, b) = (on(dev, &sa, &c.a), on(dev, &sb, &c.b));
-            let addend = c.addend.as_ref().map(|v| on(dev, &[d.m, d.n], v));
-            host(
-                &matmul(&MatmulArgs {
-                    a: &a,
-                    b: &b,
-                    transpose_a: d.transpose_a,
-                    transpose_b: d.transpose_b,
-                    addend: addend.as_ref(),
-                })
-                .unwrap(),
-            )
-        }
-        Runner::Interp => {
-            let ip = Interp::new();
-            let (a, b) = (ip.upload_pod(&c.a), ip.upload_pod(&c.b));
-            let addend = c.addend.as_ref().map(|v| ip.upload_pod(v));
-            let out = ultramem::gpu::matmul::forward(&ip, d, &a, &b, addend.as_ref()).unwrap();
-            ip.read_f32(&out, d.m * d.n)
-        }
-    }
+    let (sa, sb) = shapes(d);
+    let (a, b) = (on(dev, &sa, &c.a), on(dev, &sb, &c.b));
+    let addend = c.addend.as_ref().map(|v| on(dev, &[d.m, d.n], v));
+    host(
+        &matmul(&MatmulArgs {
+            a: &a,
+            b: &b,
+            transpose_a: d.transpose_a,
+            transpose_b: d.transpose_b,
+            addend: addend.as_ref(),
+        })
+        .unwrap(),
+    )
 }
 
-fn check(r: Runner<'_>, c: &Case) {
-    let got = run(r, c);
+fn check(dev: &Device, c: &Case) {
+    let got = run(dev, c);
     let want = ultramem::reference::matmul::forward(&c.d, &c.a, &c.b, c.addend.as_deref()).unwrap();
     let mag = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<f32>>();
     let c0 = c.addend.as_deref().map(mag);
@@ -114,37 +102,16 @@ fn check(r: Runner<'_>, c: &Case) {
         ultramem::reference::matmul::forward(&c.d, &mag(&c.a), &mag(&c.b), c0.as_deref()).unwrap();
     let u = (c.d.k + 2) as f64 * 2f64.powi(-24);
     let bound: Vec<f64> = scale.iter().map(|s| u * s + 1e-30).collect();
-    assert_within(
-        &format!("matmul {:?} on {}", c.d, r.name()),
-        &got,
-        &want,
-        &bound,
-    );
+    assert_within(&format!("matmul {:?} on {}", c.d, dev), &got, &want, &bound);
 }
 
-proptest! {
-    #![proptest_config(crate::common::cases(48))]
-
-    #[test]
-    fn matmul_matches_reference_on_wgpu(c in case()) {
-        if let Some(dev) = wgpu() { check(Runner::Device(dev), &c); }
-    }
-
-    #[test]
-    fn matmul_matches_reference_on_cuda(c in case()) {
-        if let Some(dev) = cuda() { check(Runner::Device(dev), &c); }
-    }
-
-    #[test]
-    fn matmul_matches_reference_in_ptx_interpreter(c in case()) {
-        check(Runner::Interp, &c);
-    }
-}
+device_proptests!(matches_reference, 48, c in case(), |dev| {
+    check(dev, &c);
+});
 
 /// The layer's three products at a scaled-down 1B/7B projection (`x Wᵀ`, `dY W`, `dYᵀ X`),
 /// fixed, so every tile edge case of a real shape runs on every device.
-#[test]
-fn matmul_layer_products_match_reference_on_every_device() {
+fn check_layer_products(dev: &Device) {
     let (t, d_in, d_out) = (37usize, 96usize, 70usize);
     let mut rng = ultramem::rng::SplitMix64::new(21);
     let mut vals = |len: usize| -> Vec<f32> {
@@ -161,8 +128,8 @@ fn matmul_layer_products_match_reference_on_every_device() {
                 m: t,
                 n: d_out,
                 k: d_in,
-                transpose_a: false,
-                transpose_b: true,
+                transpose_a: Transpose::No,
+                transpose_b: Transpose::Yes,
             },
             &x,
             &w,
@@ -173,8 +140,8 @@ fn matmul_layer_products_match_reference_on_every_device() {
                 m: t,
                 n: d_in,
                 k: d_out,
-                transpose_a: false,
-                transpose_b: false,
+                transpose_a: Transpose::No,
+                transpose_b: Transpose::No,
             },
             &dy,
             &w,
@@ -185,8 +152,8 @@ fn matmul_layer_products_match_reference_on_every_device() {
                 m: d_out,
                 n: d_in,
                 k: t,
-                transpose_a: true,
-                transpose_b: false,
+                transpose_a: Transpose::Yes,
+                transpose_b: Transpose::No,
             },
             &dy,
             &x,
@@ -199,12 +166,10 @@ fn matmul_layer_products_match_reference_on_every_device() {
             b: b.clone(),
             addend: None,
         };
-        check(Runner::Interp, &c);
-        if let Some(dev) = wgpu() {
-            check(Runner::Device(dev), &c);
-        }
-        if let Some(dev) = cuda() {
-            check(Runner::Device(dev), &c);
-        }
+        check(dev, &c);
     }
 }
+
+device_tests!(layer_products_match_reference, |dev| {
+    check_layer_products(dev);
+});

@@ -6,11 +6,8 @@
 //! is then within 2.2·(D + 16)·u·A·B. The down product adds (F + 8)·u·Σ|w2||h| on top of
 //! Σ|w2|·δh, and the gated sum over k slots (k + 2)·u of its magnitude.
 
-use crate::common::{assert_within, cuda, host, on, table_of, wgpu};
-use crate::interp::Interp;
-use crate::runner::Runner;
+use crate::common::{assert_within, device_proptests, device_tests, host, on, table_of};
 use proptest::prelude::*;
-use ultramem::gpu::moe_ffn::MoeBuffers;
 use ultramem::*;
 
 #[derive(Clone, Debug)]
@@ -68,53 +65,28 @@ fn f32s(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
 
-fn run<W: Float>(r: Runner<'_>, c: &Case) -> ultramem::Result<Vec<f64>> {
+fn run<W: Float>(dev: &Device, c: &Case) -> ultramem::Result<Vec<f64>> {
     let d = &c.d;
     let (x, gates) = (f32s(&c.x), f32s(&c.gates));
     let (w1, w3, w2): (Vec<W>, Vec<W>, Vec<W>) =
         (table_of(&c.w1), table_of(&c.w3), table_of(&c.w2));
-    match r {
-        Runner::Device(dev) => {
-            let xt = on(dev, &[d.tokens, d.d_model], &x);
-            let et = on(dev, &[d.tokens, d.k], &c.experts);
-            let gt = on(dev, &[d.tokens, d.k], &gates);
-            let w1t = on(dev, &[d.experts, d.ffn, d.d_model], &w1);
-            let w3t = on(dev, &[d.experts, d.ffn, d.d_model], &w3);
-            let w2t = on(dev, &[d.experts, d.d_model, d.ffn], &w2);
-            let out = moe_ffn(&MoeFfnArgs {
-                x: &xt,
-                routing: MoeRouting::Explicit {
-                    experts: &et,
-                    gates: &gt,
-                },
-                w1: &w1t,
-                w3: &w3t,
-                w2: &w2t,
-            })?;
-            Ok(host(&out.out))
-        }
-        Runner::Interp => {
-            let ip = Interp::new();
-            let bufs = [
-                ip.upload_pod(&x),
-                ip.upload_pod(&c.experts),
-                ip.upload_pod(&gates),
-                ip.upload_pod(&w1),
-                ip.upload_pod(&w3),
-                ip.upload_pod(&w2),
-            ];
-            let b = MoeBuffers {
-                x: &bufs[0],
-                experts: &bufs[1],
-                gates: &bufs[2],
-                w1: &bufs[3],
-                w3: &bufs[4],
-                w2: &bufs[5],
-            };
-            let out = ultramem::gpu::moe_ffn::forward(&ip, d, W::DTYPE, &b)?;
-            Ok(ip.read_f32(&out, d.tokens * d.d_model))
-        }
-    }
+    let xt = on(dev, &[d.tokens, d.d_model], &x);
+    let et = on(dev, &[d.tokens, d.k], &c.experts);
+    let gt = on(dev, &[d.tokens, d.k], &gates);
+    let w1t = on(dev, &[d.experts, d.ffn, d.d_model], &w1);
+    let w3t = on(dev, &[d.experts, d.ffn, d.d_model], &w3);
+    let w2t = on(dev, &[d.experts, d.d_model, d.ffn], &w2);
+    let out = moe_ffn(&MoeFfnArgs {
+        x: &xt,
+        routing: MoeRouting::Explicit {
+            experts: &et,
+            gates: &gt,
+        },
+        w1: &w1t,
+        w3: &w3t,
+        w2: &w2t,
+    })?;
+    Ok(host(&out.out))
 }
 
 /// The error bound of each output element (see the module docs).
@@ -149,8 +121,8 @@ fn bounds<W: Float>(c: &Case) -> Vec<f64> {
     bound.iter().map(|b| b + 1e-30).collect()
 }
 
-fn check_dtype<W: Float>(r: Runner<'_>, c: &Case) {
-    let got = run::<W>(r, c).unwrap();
+fn check_dtype<W: Float>(dev: &Device, c: &Case) {
+    let got = run::<W>(dev, c).unwrap();
     let (w1, w3, w2): (Vec<W>, Vec<W>, Vec<W>) =
         (table_of(&c.w1), table_of(&c.w3), table_of(&c.w2));
     let want = ultramem::reference::moe_ffn::forward(
@@ -164,42 +136,26 @@ fn check_dtype<W: Float>(r: Runner<'_>, c: &Case) {
     )
     .unwrap();
     assert_within(
-        &format!("moe_ffn {:?} {:?} on {}", c.d, W::DTYPE, r.name()),
+        &format!("moe_ffn {:?} {:?} on {}", c.d, W::DTYPE, dev),
         &got,
         &want,
         &bounds::<W>(c),
     );
 }
 
-fn check(r: Runner<'_>, c: &Case) {
-    check_dtype::<f32>(r, c);
-    check_dtype::<bf16>(r, c);
-    check_dtype::<f16>(r, c);
+fn check(dev: &Device, c: &Case) {
+    check_dtype::<f32>(dev, c);
+    check_dtype::<bf16>(dev, c);
+    check_dtype::<f16>(dev, c);
 }
 
-proptest! {
-    #![proptest_config(crate::common::cases(32))]
-
-    #[test]
-    fn moe_ffn_matches_reference_on_wgpu(c in case()) {
-        if let Some(dev) = wgpu() { check(Runner::Device(dev), &c); }
-    }
-
-    #[test]
-    fn moe_ffn_matches_reference_on_cuda(c in case()) {
-        if let Some(dev) = cuda() { check(Runner::Device(dev), &c); }
-    }
-
-    #[test]
-    fn moe_ffn_matches_reference_in_ptx_interpreter(c in case()) {
-        check(Runner::Interp, &c);
-    }
-}
+device_proptests!(matches_reference, 32, c in case(), |dev| {
+    check(dev, &c);
+});
 
 /// OLMoE's layer shape scaled down by 16 (D 128, F 64, 64 experts, top-8) at a batch where
 /// tokens share experts: every run length from 1 up occurs.
-#[test]
-fn moe_ffn_matches_reference_at_scaled_olmoe_on_every_device() {
+fn check_scaled_olmoe(dev: &Device) {
     let mut rng = ultramem::rng::SplitMix64::new(17);
     let d = MoeFfnDims {
         tokens: 24,
@@ -218,15 +174,15 @@ fn moe_ffn_matches_reference_at_scaled_olmoe_on_every_device() {
         w3: rng.normals(w, 0.1),
         w2: rng.normals(w, 0.1),
     };
-    check_dtype::<bf16>(Runner::Interp, &c);
-    for dev in [wgpu(), cuda()].into_iter().flatten() {
-        check_dtype::<bf16>(Runner::Device(dev), &c);
-    }
+    check_dtype::<bf16>(dev, &c);
 }
 
+device_tests!(matches_reference_at_scaled_olmoe, |dev| {
+    check_scaled_olmoe(dev);
+});
+
 /// An expert id past E is the reference's typed error on every device, at the first bad entry.
-#[test]
-fn moe_ffn_rejects_expert_past_expert_count_on_every_device() {
+fn check_bad_expert(dev: &Device) {
     let d = MoeFfnDims {
         tokens: 3,
         d_model: 4,
@@ -244,10 +200,8 @@ fn moe_ffn_rejects_expert_past_expert_count_on_every_device() {
         w3: vec![0.1; w],
         w2: vec![0.1; w],
     };
-    let mut runners = vec![Runner::Interp];
-    runners.extend([wgpu(), cuda()].into_iter().flatten().map(Runner::Device));
-    for r in runners {
-        let e = run::<f32>(r, &c).unwrap_err();
+    {
+        let e = run::<f32>(dev, &c).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -260,7 +214,11 @@ fn moe_ffn_rejects_expert_past_expert_count_on_every_device() {
                 }
             ),
             "{}: {e}",
-            r.name()
+            dev
         );
     }
 }
+
+device_tests!(rejects_expert_past_expert_count, |dev| {
+    check_bad_expert(dev);
+});

@@ -7,9 +7,7 @@
 //! gradient sums up to T·M. The bound is (2·(K + 4)·u + a)·S, with a = 4e-6 for GELU and SiLU
 //! (the kernels' erf, |error| < 1.5e-7, and hardware exp/reciprocal approximations) and 0 else.
 
-use crate::common::{assert_within, cuda, host, on, table_of, wgpu, U32};
-use crate::interp::Interp;
-use crate::runner::Runner;
+use crate::common::{assert_within, device_proptests, device_tests, host, on, table_of, U32};
 use proptest::prelude::*;
 use ultramem::reference::peer_ffn as reference;
 use ultramem::*;
@@ -47,7 +45,7 @@ fn case() -> impl Strategy<Value = Case> {
                 tokens: t,
                 slots: m,
                 cores: cn,
-                rows: n,
+                table_rows: n,
                 dp,
                 dv: cn * width,
             };
@@ -100,7 +98,7 @@ struct Outputs {
 
 #[allow(clippy::too_many_arguments, reason = "one slice per tensor of the op")]
 fn run<V: Float>(
-    r: Runner<'_>,
+    dev: &Device,
     d: &PeerFfnDims,
     act: Activation,
     rows: &[u32],
@@ -111,79 +109,37 @@ fn run<V: Float>(
     dout: &[f32],
 ) -> ultramem::Result<Outputs> {
     let modes = [BackwardMode::Deterministic, BackwardMode::Atomic];
-    match r {
-        Runner::Device(dev) => {
-            let rows_t = on(dev, &[d.tokens, d.slots], rows);
-            let s_t = on(dev, &[d.tokens, d.slots, d.cores], s);
-            let z_t = on(dev, &[d.tokens, d.dp], z);
-            let down_t = on(dev, &[d.rows, d.dp], down);
-            let up_t = on(dev, &[d.rows, d.dv], up);
-            let dout_t = on(dev, &[d.tokens, d.dv], dout);
-            let args = PeerFfnArgs {
-                rows: &rows_t,
-                scores: &s_t,
-                z: &z_t,
-                down: &down_t,
-                up: &up_t,
-                activation: act,
-            };
-            let out = host(&peer_ffn(&args)?);
-            let grads_of = |mode| -> ultramem::Result<Grads> {
-                let g = peer_ffn_backward(&args, &dout_t, mode)?;
-                Ok((host(&g.dz), host(&g.dscores), host(&g.ddown), host(&g.dup)))
-            };
-            let grads = modes
-                .iter()
-                .map(|&m| Ok((m, grads_of(m)?)))
-                .collect::<ultramem::Result<_>>()?;
-            Ok(Outputs {
-                out,
-                grads,
-                again: grads_of(BackwardMode::Deterministic)?,
-            })
-        }
-        Runner::Interp => {
-            use ultramem::gpu::peer_ffn::{backward, forward, PeerBuffers};
-            let ip = Interp::new();
-            let bufs = [
-                ip.upload_pod(rows),
-                ip.upload_pod(s),
-                ip.upload_pod(z),
-                ip.upload_pod(down),
-                ip.upload_pod(up),
-            ];
-            let dout_b = ip.upload_pod(dout);
-            let b = PeerBuffers {
-                rows: &bufs[0],
-                scores: &bufs[1],
-                z: &bufs[2],
-                down: &bufs[3],
-                up: &bufs[4],
-            };
-            let out = ip.read_f32(&forward(&ip, d, V::DTYPE, act, &b)?, d.tokens * d.dv);
-            let grads_of = |mode| -> ultramem::Result<Grads> {
-                let g = backward(&ip, d, V::DTYPE, act, mode, &b, &dout_b)?;
-                Ok((
-                    ip.read_f32(&g.dz, d.tokens * d.dp),
-                    ip.read_f32(&g.dscores, d.tokens * d.slots * d.cores),
-                    ip.read_f32(&g.ddown, d.rows * d.dp),
-                    ip.read_f32(&g.dup, d.rows * d.dv),
-                ))
-            };
-            let grads = modes
-                .iter()
-                .map(|&m| Ok((m, grads_of(m)?)))
-                .collect::<ultramem::Result<_>>()?;
-            Ok(Outputs {
-                out,
-                grads,
-                again: grads_of(BackwardMode::Deterministic)?,
-            })
-        }
-    }
+    let rows_t = on(dev, &[d.tokens, d.slots], rows);
+    let s_t = on(dev, &[d.tokens, d.slots, d.cores], s);
+    let z_t = on(dev, &[d.tokens, d.dp], z);
+    let down_t = on(dev, &[d.table_rows, d.dp], down);
+    let up_t = on(dev, &[d.table_rows, d.dv], up);
+    let dout_t = on(dev, &[d.tokens, d.dv], dout);
+    let args = PeerFfnArgs {
+        rows: &rows_t,
+        scores: &s_t,
+        z: &z_t,
+        down: &down_t,
+        up: &up_t,
+        activation: act,
+    };
+    let out = host(&peer_ffn(&args)?);
+    let grads_of = |mode| -> ultramem::Result<Grads> {
+        let g = peer_ffn_backward(&args, &dout_t, mode)?;
+        Ok((host(&g.dz), host(&g.dscores), host(&g.ddown), host(&g.dup)))
+    };
+    let grads = modes
+        .iter()
+        .map(|&m| Ok((m, grads_of(m)?)))
+        .collect::<ultramem::Result<_>>()?;
+    Ok(Outputs {
+        out,
+        grads,
+        again: grads_of(BackwardMode::Deterministic)?,
+    })
 }
 
-fn check_dtype<V: Float>(r: Runner<'_>, c: &Case) -> std::result::Result<(), TestCaseError> {
+fn check_dtype<V: Float>(dev: &Device, c: &Case) -> std::result::Result<(), TestCaseError> {
     let d = c.d;
     let (down, up): (Vec<V>, Vec<V>) = (table_of(&c.down), table_of(&c.up));
     let (dv, uv) = (widen_t(&down), widen_t(&up));
@@ -200,8 +156,8 @@ fn check_dtype<V: Float>(r: Runner<'_>, c: &Case) -> std::result::Result<(), Tes
             prop_assume!(a.abs() > 1e-4 * a_abs || a_abs == 0.0);
         }
     }
-    let got = run(r, &d, c.act, &c.rows, &s32, &z32, &down, &up, &g32)
-        .unwrap_or_else(|e| panic!("{} {:?}: {e}", r.name(), V::DTYPE));
+    let got = run(dev, &d, c.act, &c.rows, &s32, &z32, &down, &up, &g32)
+        .unwrap_or_else(|e| panic!("{} {:?}: {e}", dev, V::DTYPE));
     let approx = if matches!(c.act, Activation::Gelu | Activation::Silu) {
         4e-6
     } else {
@@ -215,7 +171,7 @@ fn check_dtype<V: Float>(r: Runner<'_>, c: &Case) -> std::result::Result<(), Tes
     };
     let (dp, slice, tm) = (d.dp, d.dv / d.cores, d.tokens * d.slots);
     let id = Activation::Identity;
-    let what = |name: &str| format!("{name} {:?} {:?} on {}", V::DTYPE, c.act, r.name());
+    let what = |name: &str| format!("{name} {:?} {:?} on {}", V::DTYPE, c.act, dev);
 
     let want = reference::forward(&d, c.act, &c.rows, &s, &z, &dv, &uv).unwrap();
     let scale =
@@ -240,8 +196,7 @@ fn check_dtype<V: Float>(r: Runner<'_>, c: &Case) -> std::result::Result<(), Tes
     )
     .unwrap();
     for (mode, (dz, ds, ddown, dup)) in &got.grads {
-        let what =
-            |name: &str| format!("{name} {mode:?} {:?} {:?} on {}", V::DTYPE, c.act, r.name());
+        let what = |name: &str| format!("{name} {mode:?} {:?} {:?} on {}", V::DTYPE, c.act, dev);
         assert_within(
             &what("dz"),
             dz,
@@ -277,21 +232,13 @@ fn widen_t<V: Float>(v: &[V]) -> Vec<f64> {
     v.iter().map(|x| x.to_f64()).collect()
 }
 
-fn check(r: Runner<'_>, c: &Case) -> std::result::Result<(), TestCaseError> {
-    check_dtype::<f32>(r, c)?;
-    check_dtype::<f16>(r, c)?;
-    check_dtype::<bf16>(r, c)
+fn check(dev: &Device, c: &Case) -> std::result::Result<(), TestCaseError> {
+    check_dtype::<f32>(dev, c)?;
+    check_dtype::<f16>(dev, c)?;
+    check_dtype::<bf16>(dev, c)
 }
 
-fn check_bad_row(r: Runner<'_>) {
-    let d = PeerFfnDims {
-        tokens: 1,
-        slots: 3,
-        cores: 1,
-        rows: 3,
-        dp: 2,
-        dv: 2,
-    };
+fn check_bad_row(dev: &Device) {
     let rows = [0u32, 3, 7];
     let (s, z, table, dout) = (
         [1.0f32; 3],
@@ -315,99 +262,31 @@ fn check_bad_row(r: Runner<'_>) {
         )
     };
     let modes = [BackwardMode::Deterministic, BackwardMode::Atomic];
-    match r {
-        Runner::Device(dev) => {
-            let (rows_t, s_t, z_t, table_t) = (
-                on(dev, &[1, 3], &rows),
-                on(dev, &[1, 3, 1], &s),
-                on(dev, &[1, 2], &z),
-                on(dev, &[3, 2], &table),
-            );
-            let args = PeerFfnArgs {
-                rows: &rows_t,
-                scores: &s_t,
-                z: &z_t,
-                down: &table_t,
-                up: &table_t,
-                activation: Activation::Gelu,
-            };
-            expect(peer_ffn(&args).unwrap_err());
-            let dout_t = on(dev, &[1, 2], &dout);
-            for mode in modes {
-                expect(peer_ffn_backward(&args, &dout_t, mode).unwrap_err());
-            }
-        }
-        Runner::Interp => {
-            use ultramem::gpu::peer_ffn::{backward, forward, PeerBuffers};
-            let ip = Interp::new();
-            let (rows_b, s_b, z_b, t_b, dout_b) = (
-                ip.upload_pod(&rows),
-                ip.upload_pod(&s),
-                ip.upload_pod(&z),
-                ip.upload_pod(&table),
-                ip.upload_pod(&dout),
-            );
-            let b = PeerBuffers {
-                rows: &rows_b,
-                scores: &s_b,
-                z: &z_b,
-                down: &t_b,
-                up: &t_b,
-            };
-            expect(
-                forward(&ip, &d, DType::F16, Activation::Gelu, &b)
-                    .err()
-                    .unwrap(),
-            );
-            for mode in modes {
-                expect(
-                    backward(&ip, &d, DType::F16, Activation::Gelu, mode, &b, &dout_b)
-                        .err()
-                        .unwrap(),
-                );
-            }
-        }
+    let (rows_t, s_t, z_t, table_t) = (
+        on(dev, &[1, 3], &rows),
+        on(dev, &[1, 3, 1], &s),
+        on(dev, &[1, 2], &z),
+        on(dev, &[3, 2], &table),
+    );
+    let args = PeerFfnArgs {
+        rows: &rows_t,
+        scores: &s_t,
+        z: &z_t,
+        down: &table_t,
+        up: &table_t,
+        activation: Activation::Gelu,
+    };
+    expect(peer_ffn(&args).unwrap_err());
+    let dout_t = on(dev, &[1, 2], &dout);
+    for mode in modes {
+        expect(peer_ffn_backward(&args, &dout_t, mode).unwrap_err());
     }
 }
 
-proptest! {
-    #![proptest_config(crate::common::cases(48))]
+device_proptests!(matches_reference, 48, c in case(), |dev| {
+    check(dev, &c)?;
+});
 
-    #[test]
-    fn peer_ffn_matches_reference_on_wgpu(c in case()) {
-        if let Some(dev) = wgpu() { check(Runner::Device(dev), &c)?; }
-    }
-
-    #[test]
-    fn peer_ffn_matches_reference_on_cuda(c in case()) {
-        if let Some(dev) = cuda() { check(Runner::Device(dev), &c)?; }
-    }
-}
-
-proptest! {
-    #![proptest_config(crate::common::cases(48))]
-
-    #[test]
-    fn peer_ffn_matches_reference_in_ptx_interpreter(c in case()) {
-        check(Runner::Interp, &c)?;
-    }
-}
-
-#[test]
-fn peer_ffn_rejects_index_past_table_end_on_wgpu() {
-    if let Some(dev) = wgpu() {
-        check_bad_row(Runner::Device(dev));
-    }
-}
-
-#[test]
-fn peer_ffn_rejects_index_past_table_end_on_cuda() {
-    if let Some(dev) = cuda() {
-        check_bad_row(Runner::Device(dev));
-    }
-}
-
-#[test]
-fn peer_ffn_rejects_index_past_table_end_in_ptx_interpreter() {
-    check_bad_row(Runner::Interp);
-}
+device_tests!(rejects_index_past_table_end, |dev| {
+    check_bad_row(dev);
+});

@@ -14,13 +14,9 @@
 //! Gradients are compared with the reference's backward on the same `idx`, elementwise within
 //! 2·(K + 4)·2⁻²⁴ times the same backward on absolute values.
 
-use crate::common::{assert_within, cuda, host, on, table_of, wgpu, U32};
-use crate::interp::Interp;
-use crate::runner::Runner;
+use crate::common::{assert_within, device_proptests, device_tests, host, on, table_of, U32};
 use proptest::prelude::*;
-use ultramem::gpu::product_key_topk::{
-    backward as gpu_backward, forward as gpu_forward, TopkBuffers, TopkShape,
-};
+use ultramem::gpu::product_key_topk::TopkShape;
 use ultramem::reference::{additive_topk as add_ref, tucker_topk as tuck_ref};
 use ultramem::*;
 
@@ -219,95 +215,43 @@ type RunOutput = ((Vec<u32>, Vec<f64>), Vec<(BackwardMode, Grads)>);
 
 /// Runs the forward, then the backward on `idx` in both modes.
 fn run<K: Float>(
-    r: Runner<'_>,
+    dev: &Device,
     c: &Case,
     x: &Inputs<K>,
     idx: &[u32],
 ) -> ultramem::Result<RunOutput> {
     let s = c.s;
     let modes = [BackwardMode::Deterministic, BackwardMode::Atomic];
-    let (th, hr) = (s.tokens * s.heads, s.heads * s.rank);
-    match r {
-        Runner::Device(dev) => {
-            let keys = on(dev, &[s.heads, 2, s.rank, s.n, s.dim], &x.keys);
-            let idx_t = on(dev, &[s.tokens, s.heads, s.m], idx);
-            if s.additive {
-                let q = on(dev, &[s.tokens, s.heads, 2 * s.dim], &x.q);
-                let keys = keys.reshape(&[s.heads, 2, s.n, s.dim])?;
-                let args = AdditiveTopkArgs {
-                    q: &q,
-                    keys: &keys,
-                    k: s.m,
-                    k1: Some(s.k1),
-                };
-                let out = additive_topk(&args)?;
-                let ds = on(dev, &[s.tokens, s.heads, s.m], &x.dscore);
-                let mut grads = Vec::new();
-                for mode in modes {
-                    let g = additive_topk_backward(&args, &idx_t, &ds, mode)?;
-                    grads.push((mode, (host(&g.dq), host(&g.dkeys), Vec::new())));
-                }
-                Ok(((out.idx.to_vec()?, host(&out.score)), grads))
-            } else {
-                let t = TuckerTensors::new(dev, c, x);
-                let args = t.args(&keys, c);
-                let out = tucker_topk(&args)?;
-                let ds = on(dev, &[s.tokens, s.heads, s.m, s.cores], &x.dscore);
-                let mut grads = Vec::new();
-                for mode in modes {
-                    let g = tucker_topk_backward(&args, &idx_t, &ds, mode)?;
-                    grads.push((mode, (host(&g.dq), host(&g.dkeys), host(&g.dcores))));
-                }
-                Ok(((out.idx.to_vec()?, host(&out.score)), grads))
-            }
+    let keys = on(dev, &[s.heads, 2, s.rank, s.n, s.dim], &x.keys);
+    let idx_t = on(dev, &[s.tokens, s.heads, s.m], idx);
+    if s.additive {
+        let q = on(dev, &[s.tokens, s.heads, 2 * s.dim], &x.q);
+        let keys = keys.reshape(&[s.heads, 2, s.n, s.dim])?;
+        let args = AdditiveTopkArgs {
+            q: &q,
+            keys: &keys,
+            k: s.m,
+            k1: Some(s.k1),
+        };
+        let out = additive_topk(&args)?;
+        let ds = on(dev, &[s.tokens, s.heads, s.m], &x.dscore);
+        let mut grads = Vec::new();
+        for mode in modes {
+            let g = additive_topk_backward(&args, &idx_t, &ds, mode)?;
+            grads.push((mode, (host(&g.dq), host(&g.dkeys), Vec::new())));
         }
-        Runner::Interp => {
-            let ip = Interp::new();
-            let mut proxy = vec![1.0f32; 2 * hr];
-            if !s.additive {
-                for h in 0..s.heads {
-                    proxy[2 * h * s.rank..(2 * h + 1) * s.rank]
-                        .copy_from_slice(&x.u[h * s.rank..(h + 1) * s.rank]);
-                    proxy[(2 * h + 1) * s.rank..(2 * h + 2) * s.rank]
-                        .copy_from_slice(&x.v[h * s.rank..(h + 1) * s.rank]);
-                }
-            }
-            let (qb, kb, pb, cb) = (
-                ip.upload_pod(&x.q),
-                ip.upload_pod(&x.keys),
-                ip.upload_pod(&proxy),
-                ip.upload_pod(&x.cores),
-            );
-            let b = TopkBuffers {
-                q: &qb,
-                keys: &kb,
-                proxy: &pb,
-                cores: &cb,
-            };
-            let (oi, os) = gpu_forward(&ip, &s, K::DTYPE, &b)?;
-            let out = (
-                ip.read_u32(&oi, th * s.m),
-                ip.read_f32(&os, th * s.m * s.cores),
-            );
-            let (ib, db) = (ip.upload_pod(idx), ip.upload_pod(&x.dscore));
-            let mut grads = Vec::new();
-            for mode in modes {
-                let g = gpu_backward(&ip, &s, K::DTYPE, mode, &b, &ib, &db)?;
-                let dcores = g
-                    .dcores
-                    .map(|d| ip.read_f32(&d, s.heads * s.cores * s.rank * s.rank))
-                    .unwrap_or_default();
-                grads.push((
-                    mode,
-                    (
-                        ip.read_f32(&g.dq, th * 2 * s.rank * s.dim),
-                        ip.read_f32(&g.dkeys, s.heads * 2 * s.rank * s.n * s.dim),
-                        dcores,
-                    ),
-                ));
-            }
-            Ok((out, grads))
+        Ok(((out.idx.to_vec()?, host(&out.score)), grads))
+    } else {
+        let t = TuckerTensors::new(dev, c, x);
+        let args = t.args(&keys, c);
+        let out = tucker_topk(&args)?;
+        let ds = on(dev, &[s.tokens, s.heads, s.m, s.cores], &x.dscore);
+        let mut grads = Vec::new();
+        for mode in modes {
+            let g = tucker_topk_backward(&args, &idx_t, &ds, mode)?;
+            grads.push((mode, (host(&g.dq), host(&g.dkeys), host(&g.dcores))));
         }
+        Ok(((out.idx.to_vec()?, host(&out.score)), grads))
     }
 }
 
@@ -366,7 +310,7 @@ fn cell_scores(
     (cells, scale)
 }
 
-fn check_dtype<K: Float>(r: Runner<'_>, c: &Case) -> std::result::Result<(), TestCaseError> {
+fn check_dtype<K: Float>(dev: &Device, c: &Case) -> std::result::Result<(), TestCaseError> {
     let s = c.s;
     let x = inputs::<K>(c);
     let (q, keys, cores, dscore) = (
@@ -427,13 +371,13 @@ fn check_dtype<K: Float>(r: Runner<'_>, c: &Case) -> std::result::Result<(), Tes
         tuck_ref::forward(&d, &q, &keys, &cores, &u, &v).unwrap()
     };
     let ((idx, score), grads) =
-        run::<K>(r, c, &x, &ref_idx).unwrap_or_else(|e| panic!("{} {:?}: {e}", r.name(), K::DTYPE));
+        run::<K>(dev, c, &x, &ref_idx).unwrap_or_else(|e| panic!("{} {:?}: {e}", dev, K::DTYPE));
     prop_assert_eq!(idx.len(), s.tokens * s.heads * s.m);
     let name = format!(
         "{} {:?} {}",
         if s.additive { "additive" } else { "tucker" },
         K::DTYPE,
-        r.name()
+        dev
     );
     for t in 0..s.tokens {
         for h in 0..s.heads {
@@ -557,73 +501,32 @@ fn check_dtype<K: Float>(r: Runner<'_>, c: &Case) -> std::result::Result<(), Tes
     Ok(())
 }
 
-fn check(r: Runner<'_>, c: &Case) -> std::result::Result<(), TestCaseError> {
-    check_dtype::<f32>(r, c)?;
-    check_dtype::<f16>(r, c)?;
-    check_dtype::<bf16>(r, c)
+fn check(dev: &Device, c: &Case) -> std::result::Result<(), TestCaseError> {
+    check_dtype::<f32>(dev, c)?;
+    check_dtype::<f16>(dev, c)?;
+    check_dtype::<bf16>(dev, c)
 }
 
-proptest! {
-    #![proptest_config(crate::common::cases(32))]
+device_proptests!(additive_matches_reference, 32, c in additive_case(), |dev| {
+    check(dev, &c)?;
+});
 
-    #[test]
-    fn additive_topk_matches_reference_on_wgpu(c in additive_case()) {
-        if let Some(dev) = wgpu() { check(Runner::Device(dev), &c)?; }
-    }
+device_proptests!(tucker_matches_reference, 32, c in tucker_case(), |dev| {
+    check(dev, &c)?;
+});
 
-    #[test]
-    fn tucker_topk_matches_reference_on_wgpu(c in tucker_case()) {
-        if let Some(dev) = wgpu() { check(Runner::Device(dev), &c)?; }
-    }
-
-    #[test]
-    fn additive_topk_matches_reference_on_cuda(c in additive_case()) {
-        if let Some(dev) = cuda() { check(Runner::Device(dev), &c)?; }
-    }
-
-    #[test]
-    fn tucker_topk_matches_reference_on_cuda(c in tucker_case()) {
-        if let Some(dev) = cuda() { check(Runner::Device(dev), &c)?; }
-    }
-
-    #[test]
-    fn additive_topk_matches_reference_in_ptx_interpreter(c in additive_case()) {
-        check(Runner::Interp, &c)?;
-    }
-
-    #[test]
-    fn tucker_topk_matches_reference_in_ptx_interpreter(c in tucker_case()) {
-        check(Runner::Interp, &c)?;
-    }
-}
-
-fn check_paper_shapes(r: Runner<'_>) {
+fn check_paper_shapes(dev: &Device) {
     for c in [
         paper_case(360, 192, 32, 2, 31),
         paper_case(528, 512, 128, 1, 32),
     ] {
-        check_dtype::<bf16>(r, &c).unwrap_or_else(|e| panic!("paper shape n = {}: {e}", c.s.n));
+        check_dtype::<bf16>(dev, &c).unwrap_or_else(|e| panic!("paper shape n = {}: {e}", c.s.n));
     }
 }
 
-#[test]
-fn tucker_topk_matches_reference_at_paper_shapes_on_wgpu() {
-    if let Some(dev) = wgpu() {
-        check_paper_shapes(Runner::Device(dev));
-    }
-}
-
-#[test]
-fn tucker_topk_matches_reference_at_paper_shapes_on_cuda() {
-    if let Some(dev) = cuda() {
-        check_paper_shapes(Runner::Device(dev));
-    }
-}
-
-#[test]
-fn tucker_topk_matches_reference_at_paper_shapes_in_ptx_interpreter() {
-    check_paper_shapes(Runner::Interp);
-}
+device_tests!(tucker_matches_reference_at_paper_shapes, |dev| {
+    check_paper_shapes(dev);
+});
 
 /// Bad inputs are the reference's typed errors on the device too.
 fn check_bad_inputs(dev: &Device) {
@@ -733,108 +636,6 @@ fn check_bad_inputs(dev: &Device) {
     );
 }
 
-#[test]
-fn topk_rejects_bad_inputs_on_wgpu() {
-    if let Some(dev) = wgpu() {
-        check_bad_inputs(dev);
-    }
-}
-
-#[test]
-fn topk_rejects_bad_inputs_on_cuda() {
-    if let Some(dev) = cuda() {
-        check_bad_inputs(dev);
-    }
-}
-
-#[test]
-fn topk_rejects_bad_inputs_in_ptx_interpreter() {
-    let c = paper_case(8, 3, 4, 2, 5);
-    let s = c.s;
-    let x = inputs::<f32>(&c);
-    let ip = Interp::new();
-    let mut q = x.q.clone();
-    q[7] = f32::NAN;
-    let mut proxy = vec![1.0f32; 4];
-    proxy[3] = f32::INFINITY;
-    let (qb, kb, pb, cb) = (
-        ip.upload_pod(&q),
-        ip.upload_pod(&x.keys),
-        ip.upload_pod(&proxy),
-        ip.upload_pod(&x.cores),
-    );
-    let b = TopkBuffers {
-        q: &qb,
-        keys: &kb,
-        proxy: &pb,
-        cores: &cb,
-    };
-    let e = gpu_forward(&ip, &s, DType::F32, &b).err().unwrap();
-    assert!(
-        matches!(
-            e,
-            Error::NonFinite {
-                arg: "q",
-                position: 7,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    let qb = ip.upload_pod(&x.q);
-    let b = TopkBuffers {
-        q: &qb,
-        keys: &kb,
-        proxy: &pb,
-        cores: &cb,
-    };
-    // proxy [H, 2, R] entry 3 is v[0, 1].
-    let e = gpu_forward(&ip, &s, DType::F32, &b).err().unwrap();
-    assert!(
-        matches!(
-            e,
-            Error::NonFinite {
-                arg: "v",
-                position: 1,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    let mut idx = vec![0u32; s.tokens * s.m];
-    idx[5] = 64;
-    let (pb, ib, db) = (
-        ip.upload_pod(&[1.0f32; 4]),
-        ip.upload_pod(&idx),
-        ip.upload_pod(&x.dscore),
-    );
-    let b = TopkBuffers {
-        q: &qb,
-        keys: &kb,
-        proxy: &pb,
-        cores: &cb,
-    };
-    let e = gpu_backward(
-        &ip,
-        &s,
-        DType::F32,
-        BackwardMode::Deterministic,
-        &b,
-        &ib,
-        &db,
-    )
-    .err()
-    .unwrap();
-    assert!(
-        matches!(
-            e,
-            Error::IndexOutOfRange {
-                arg: "idx",
-                position: 5,
-                index: 64,
-                ..
-            }
-        ),
-        "{e}"
-    );
-}
+device_tests!(rejects_bad_inputs, |dev| {
+    check_bad_inputs(dev);
+});

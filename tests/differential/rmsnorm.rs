@@ -6,9 +6,7 @@
 //! their magnitudes, and dγ, a sum over chunks of those per-chunk terms, by
 //! (chunks + dim + repeat + 12)·u times the sum of their magnitudes.
 
-use crate::common::{assert_within, cuda, host, on, wgpu};
-use crate::interp::Interp;
-use crate::runner::Runner;
+use crate::common::{assert_within, device_proptests, host, on};
 use proptest::prelude::*;
 use ultramem::reference::rmsnorm as reference;
 use ultramem::*;
@@ -57,51 +55,31 @@ fn case() -> impl Strategy<Value = Case> {
         })
 }
 
-fn run(r: Runner<'_>, c: &Case) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+fn run(dev: &Device, c: &Case) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let d = &c.d;
-    match r {
-        Runner::Device(dev) => {
-            let x = on(dev, &[d.chunks, d.dim], &c.x);
-            let gamma = on(dev, &[d.dim], &c.gamma);
-            let dy = on(dev, &[d.chunks, d.repeat * d.dim], &c.dy);
-            let args = RmsNormArgs {
-                x: &x,
-                gamma: &gamma,
-                eps: EPS,
-                repeat: d.repeat,
-            };
-            let y = rmsnorm(&args).unwrap();
-            let g = rmsnorm_backward(&args, &dy).unwrap();
-            (host(&y), host(&g.dx), host(&g.dgamma))
-        }
-        Runner::Interp => {
-            let ip = Interp::new();
-            let (x, gamma, dy) = (
-                ip.upload_pod(&c.x),
-                ip.upload_pod(&c.gamma),
-                ip.upload_pod(&c.dy),
-            );
-            let y = ultramem::gpu::rmsnorm::forward(&ip, d, EPS, &x, &gamma).unwrap();
-            let (dx, dgamma) =
-                ultramem::gpu::rmsnorm::backward(&ip, d, EPS, &x, &gamma, &dy).unwrap();
-            (
-                ip.read_f32(&y, d.chunks * d.repeat * d.dim),
-                ip.read_f32(&dx, d.chunks * d.dim),
-                ip.read_f32(&dgamma, d.dim),
-            )
-        }
-    }
+    let x = on(dev, &[d.chunks, d.dim], &c.x);
+    let gamma = on(dev, &[d.dim], &c.gamma);
+    let dy = on(dev, &[d.chunks, d.repeat * d.dim], &c.dy);
+    let args = RmsNormArgs {
+        x: &x,
+        gamma: &gamma,
+        eps: EPS,
+        repeat: d.repeat,
+    };
+    let y = rmsnorm(&args).unwrap();
+    let g = rmsnorm_backward(&args, &dy).unwrap();
+    (host(&y), host(&g.dx), host(&g.dgamma))
 }
 
 fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
-fn check(r: Runner<'_>, c: &Case) {
+fn check(dev: &Device, c: &Case) {
     let d = &c.d;
     let (x, gamma, dy) = (widen(&c.x), widen(&c.gamma), widen(&c.dy));
     let eps = f64::from(EPS);
-    let (y, dx, dgamma) = run(r, c);
+    let (y, dx, dgamma) = run(dev, c);
     let u = 2f64.powi(-24);
     let want_y = reference::forward_repeated(&x, &gamma, eps, d.repeat);
     let bound: Vec<f64> = want_y
@@ -109,7 +87,7 @@ fn check(r: Runner<'_>, c: &Case) {
         .map(|w| (d.dim + 8) as f64 * u * w.abs() + 1e-30)
         .collect();
     assert_within(
-        &format!("rmsnorm {d:?} forward on {}", r.name()),
+        &format!("rmsnorm {d:?} forward on {}", dev),
         &y,
         &want_y,
         &bound,
@@ -139,7 +117,7 @@ fn check(r: Runner<'_>, c: &Case) {
     let k = (d.dim + d.repeat + 12) as f64 * u;
     let bound: Vec<f64> = dx_scale.iter().map(|s| k * s + 1e-30).collect();
     assert_within(
-        &format!("rmsnorm {d:?} dx on {}", r.name()),
+        &format!("rmsnorm {d:?} dx on {}", dev),
         &dx,
         &want_dx,
         &bound,
@@ -147,28 +125,13 @@ fn check(r: Runner<'_>, c: &Case) {
     let k = (d.chunks + d.dim + d.repeat + 12) as f64 * u;
     let bound: Vec<f64> = dg_scale.iter().map(|s| k * s + 1e-30).collect();
     assert_within(
-        &format!("rmsnorm {d:?} dgamma on {}", r.name()),
+        &format!("rmsnorm {d:?} dgamma on {}", dev),
         &dgamma,
         &want_dgamma,
         &bound,
     );
 }
 
-proptest! {
-    #![proptest_config(crate::common::cases(48))]
-
-    #[test]
-    fn rmsnorm_matches_reference_on_wgpu(c in case()) {
-        if let Some(dev) = wgpu() { check(Runner::Device(dev), &c); }
-    }
-
-    #[test]
-    fn rmsnorm_matches_reference_on_cuda(c in case()) {
-        if let Some(dev) = cuda() { check(Runner::Device(dev), &c); }
-    }
-
-    #[test]
-    fn rmsnorm_matches_reference_in_ptx_interpreter(c in case()) {
-        check(Runner::Interp, &c);
-    }
-}
+device_proptests!(matches_reference, 48, c in case(), |dev| {
+    check(dev, &c);
+});

@@ -1,40 +1,25 @@
 //! `row_sort` on the GPUs: the order must equal the reference's stable order exactly.
 
-use crate::common::{cuda, on, wgpu};
-use crate::interp::Interp;
-use crate::runner::Runner;
+use crate::common::{device_proptests, on};
 use proptest::prelude::*;
-use ultramem::{row_sort, Device, RowSortArgs, RowSortDims};
+use ultramem::{row_sort, Device, RowSortArgs};
 
-fn check(r: Runner<'_>, rows: &[u32], n: usize) -> std::result::Result<(), TestCaseError> {
+fn check(dev: &Device, rows: &[u32], n: usize) -> std::result::Result<(), TestCaseError> {
     let cpu = Device::cpu();
     let want = row_sort(&RowSortArgs {
         rows: &on(&cpu, &[rows.len()], rows),
-        n_rows: n,
+        table_rows: n,
     })
     .unwrap()
     .to_vec()
     .unwrap();
-    let got = match r {
-        Runner::Device(dev) => row_sort(&RowSortArgs {
-            rows: &on(dev, &[rows.len()], rows),
-            n_rows: n,
-        })
-        .unwrap()
-        .to_vec()
-        .unwrap(),
-        Runner::Interp => {
-            let ip = Interp::new();
-            let buf = ip.upload_pod(rows);
-            let d = RowSortDims {
-                len: rows.len(),
-                rows: n,
-            };
-            let order =
-                ultramem::gpu::row_sort::sort(&ip, &d, &buf).unwrap_or_else(|e| panic!("{e}"));
-            ip.read_u32(&order, rows.len())
-        }
-    };
+    let got = row_sort(&RowSortArgs {
+        rows: &on(dev, &[rows.len()], rows),
+        table_rows: n,
+    })
+    .unwrap()
+    .to_vec()
+    .unwrap();
     prop_assert_eq!(got, want);
     Ok(())
 }
@@ -53,21 +38,6 @@ fn case() -> impl Strategy<Value = (Vec<u32>, usize)> {
         })
 }
 
-proptest! {
-    #![proptest_config(crate::common::cases(32))]
-
-    #[test]
-    fn row_sort_matches_reference_on_wgpu((rows, n) in case()) {
-        if let Some(dev) = wgpu() { check(Runner::Device(dev), &rows, n)?; }
-    }
-
-    #[test]
-    fn row_sort_matches_reference_on_cuda((rows, n) in case()) {
-        if let Some(dev) = cuda() { check(Runner::Device(dev), &rows, n)?; }
-    }
-
-    #[test]
-    fn row_sort_matches_reference_in_ptx_interpreter((rows, n) in case()) {
-        check(Runner::Interp, &rows, n)?;
-    }
-}
+device_proptests!(matches_reference, 32, (rows, n) in case(), |dev| {
+    check(dev, &rows, n)?;
+});

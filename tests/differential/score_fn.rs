@@ -9,9 +9,7 @@
 //! functions (sigmoid's exp included) obey the same bound, which is far below a wrong formula's
 //! error. A CI run found the span term missing (a softmax weight of 2.4e−15, exponent −33).
 
-use crate::common::{assert_within, cuda, host, on, wgpu};
-use crate::interp::Interp;
-use crate::runner::Runner;
+use crate::common::{assert_within, device_proptests, host, on};
 use proptest::prelude::*;
 use ultramem::reference::score_fn as reference;
 use ultramem::*;
@@ -47,33 +45,21 @@ fn case() -> impl Strategy<Value = (ScoreFnDims, ScoreFn, Vec<f32>, Vec<f32>)> {
         })
 }
 
-fn run(r: Runner<'_>, d: &ScoreFnDims, f: ScoreFn, x: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>) {
+fn run(dev: &Device, d: &ScoreFnDims, f: ScoreFn, x: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>) {
     let shape = [d.tokens, d.heads, d.k, d.cores];
-    match r {
-        Runner::Device(dev) => {
-            let (xt, dt) = (on(dev, &shape, x), on(dev, &shape, dy));
-            let args = ScoreFnArgs {
-                score: &xt,
-                func: f,
-            };
-            (
-                host(&score_fn(&args).unwrap()),
-                host(&score_fn_backward(&args, &dt).unwrap()),
-            )
-        }
-        Runner::Interp => {
-            let ip = Interp::new();
-            let (xb, db) = (ip.upload_pod(x), ip.upload_pod(dy));
-            let n = x.len();
-            let y = ultramem::gpu::score_fn::forward(&ip, d, f, &xb).unwrap();
-            let g = ultramem::gpu::score_fn::backward(&ip, d, f, &xb, &db).unwrap();
-            (ip.read_f32(&y, n), ip.read_f32(&g, n))
-        }
-    }
+    let (xt, dt) = (on(dev, &shape, x), on(dev, &shape, dy));
+    let args = ScoreFnArgs {
+        score: &xt,
+        func: f,
+    };
+    (
+        host(&score_fn(&args).unwrap()),
+        host(&score_fn_backward(&args, &dt).unwrap()),
+    )
 }
 
-fn check(r: Runner<'_>, d: &ScoreFnDims, f: ScoreFn, x: &[f32], dy: &[f32]) {
-    let (y, g) = run(r, d, f, x, dy);
+fn check(dev: &Device, d: &ScoreFnDims, f: ScoreFn, x: &[f32], dy: &[f32]) {
+    let (y, g) = run(dev, d, f, x, dy);
     let want_y = reference::forward(d, f, x).unwrap();
     let want_g = reference::backward(d, f, x, dy).unwrap();
     // The span of each token-head's scores (all cores together: a conservative bound).
@@ -97,7 +83,7 @@ fn check(r: Runner<'_>, d: &ScoreFnDims, f: ScoreFn, x: &[f32], dy: &[f32]) {
             .collect()
     };
     assert_within(
-        &format!("{f:?} forward on {}", r.name()),
+        &format!("{f:?} forward on {}", dev),
         &y,
         &want_y,
         &by(&want_y),
@@ -109,28 +95,13 @@ fn check(r: Runner<'_>, d: &ScoreFnDims, f: ScoreFn, x: &[f32], dy: &[f32]) {
         .map(|(w, &g)| w.abs() * (f64::from(g).abs() + 2.0) + f64::from(g).abs())
         .collect();
     assert_within(
-        &format!("{f:?} backward on {}", r.name()),
+        &format!("{f:?} backward on {}", dev),
         &g,
         &want_g,
         &by(&scale).iter().map(|b| 2.0 * b).collect::<Vec<_>>(),
     );
 }
 
-proptest! {
-    #![proptest_config(crate::common::cases(32))]
-
-    #[test]
-    fn score_fn_matches_reference_on_wgpu((d, f, x, dy) in case()) {
-        if let Some(dev) = wgpu() { check(Runner::Device(dev), &d, f, &x, &dy); }
-    }
-
-    #[test]
-    fn score_fn_matches_reference_on_cuda((d, f, x, dy) in case()) {
-        if let Some(dev) = cuda() { check(Runner::Device(dev), &d, f, &x, &dy); }
-    }
-
-    #[test]
-    fn score_fn_matches_reference_in_ptx_interpreter((d, f, x, dy) in case()) {
-        check(Runner::Interp, &d, f, &x, &dy);
-    }
-}
+device_proptests!(matches_reference, 32, (d, f, x, dy) in case(), |dev| {
+    check(dev, &d, f, &x, &dy);
+});

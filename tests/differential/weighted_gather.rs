@@ -6,9 +6,7 @@
 //! 2·(K+1)·u·S with S the same sum over absolute values (the reference run on |inputs|), K the
 //! number of summed terms (M for the output, the slice width for dw, T·M for dtable).
 
-use crate::common::{assert_within, cuda, host, on, table_of, wgpu, U32};
-use crate::interp::Interp;
-use crate::runner::Runner;
+use crate::common::{assert_within, device_proptests, device_tests, host, on, table_of, U32};
 use proptest::prelude::*;
 use ultramem::reference::weighted_gather as reference;
 use ultramem::*;
@@ -37,7 +35,7 @@ pub fn case() -> impl Strategy<Value = Case> {
                 tokens: t,
                 slots: m,
                 cores: cn,
-                rows: n,
+                table_rows: n,
                 dv: cn * width,
             };
             let row = prop_oneof![6 => 0..n as u32, 1 => Just(n as u32 - 1), 1 => Just(0u32)];
@@ -78,7 +76,7 @@ struct Outputs {
 }
 
 fn run<V: Float>(
-    r: Runner<'_>,
+    dev: &Device,
     d: &WeightedGatherDims,
     rows: &[u32],
     w: &[f32],
@@ -86,79 +84,43 @@ fn run<V: Float>(
     dout: &[f32],
 ) -> ultramem::Result<Outputs> {
     let modes = [BackwardMode::Deterministic, BackwardMode::Atomic];
-    match r {
-        Runner::Device(dev) => {
-            let rows_t = on(dev, &[d.tokens, d.slots], rows);
-            let w_t = on(dev, &[d.tokens, d.slots, d.cores], w);
-            let table_t = on(dev, &[d.rows, d.dv], table);
-            let dout_t = on(dev, &[d.tokens, d.dv], dout);
-            let args = WeightedGatherArgs {
-                rows: &rows_t,
-                weights: &w_t,
-                table: &table_t,
-            };
-            let out = host(&weighted_gather(&args)?);
-            let mut grads = Vec::new();
-            for mode in modes {
-                let g = weighted_gather_backward(&args, &dout_t, mode)?;
-                grads.push((mode, host(&g.dweights), host(&g.dtable)));
-            }
-            let g = weighted_gather_backward(&args, &dout_t, BackwardMode::Deterministic)?;
-            Ok(Outputs {
-                out,
-                grads,
-                again: (host(&g.dweights), host(&g.dtable)),
-            })
-        }
-        Runner::Interp => {
-            use ultramem::gpu::weighted_gather::{backward, forward, GatherBuffers};
-            let ip = Interp::new();
-            let (rows_b, w_b, table_b, dout_b) = (
-                ip.upload_pod(rows),
-                ip.upload_pod(w),
-                ip.upload_pod(table),
-                ip.upload_pod(dout),
-            );
-            let b = GatherBuffers {
-                rows: &rows_b,
-                weights: &w_b,
-                table: &table_b,
-            };
-            let out = ip.read_f32(&forward(&ip, d, V::DTYPE, &b)?, d.tokens * d.dv);
-            let entries = d.tokens * d.slots * d.cores;
-            let mut grads = Vec::new();
-            for mode in modes {
-                let (dw, dt) = backward(&ip, d, V::DTYPE, mode, &b, &dout_b)?;
-                grads.push((
-                    mode,
-                    ip.read_f32(&dw, entries),
-                    ip.read_f32(&dt, d.rows * d.dv),
-                ));
-            }
-            let (dw, dt) = backward(&ip, d, V::DTYPE, BackwardMode::Deterministic, &b, &dout_b)?;
-            Ok(Outputs {
-                out,
-                grads,
-                again: (ip.read_f32(&dw, entries), ip.read_f32(&dt, d.rows * d.dv)),
-            })
-        }
+    let rows_t = on(dev, &[d.tokens, d.slots], rows);
+    let w_t = on(dev, &[d.tokens, d.slots, d.cores], w);
+    let table_t = on(dev, &[d.table_rows, d.dv], table);
+    let dout_t = on(dev, &[d.tokens, d.dv], dout);
+    let args = WeightedGatherArgs {
+        rows: &rows_t,
+        weights: &w_t,
+        table: &table_t,
+    };
+    let out = host(&weighted_gather(&args)?);
+    let mut grads = Vec::new();
+    for mode in modes {
+        let g = weighted_gather_backward(&args, &dout_t, mode)?;
+        grads.push((mode, host(&g.dweights), host(&g.dtable)));
     }
+    let g = weighted_gather_backward(&args, &dout_t, BackwardMode::Deterministic)?;
+    Ok(Outputs {
+        out,
+        grads,
+        again: (host(&g.dweights), host(&g.dtable)),
+    })
 }
 
-fn check_dtype<V: Float>(r: Runner<'_>, c: &Case) -> std::result::Result<(), TestCaseError> {
+fn check_dtype<V: Float>(dev: &Device, c: &Case) -> std::result::Result<(), TestCaseError> {
     let d = c.d;
     let table: Vec<V> = table_of(&c.table);
     let tv: Vec<f64> = table.iter().map(|x| x.to_f64()).collect();
     let w32: Vec<f32> = c.w.iter().map(|&x| x as f32).collect();
     let g32: Vec<f32> = c.dout.iter().map(|&x| x as f32).collect();
     let (w, g) = (host_f32(&w32), host_f32(&g32));
-    let got = run(r, &d, &c.rows, &w32, &table, &g32)
-        .unwrap_or_else(|e| panic!("{} {:?}: {e}", r.name(), V::DTYPE));
+    let got = run(dev, &d, &c.rows, &w32, &table, &g32)
+        .unwrap_or_else(|e| panic!("{} {:?}: {e}", dev, V::DTYPE));
 
     let want = reference::forward(&d, &c.rows, &w, &tv).unwrap();
     let scale = reference::forward(&d, &c.rows, &abs(&w), &abs(&tv)).unwrap();
     assert_within(
-        &format!("forward {:?} on {}", V::DTYPE, r.name()),
+        &format!("forward {:?} on {}", V::DTYPE, dev),
         &got.out,
         &want,
         &bound(&scale, d.slots),
@@ -169,13 +131,13 @@ fn check_dtype<V: Float>(r: Runner<'_>, c: &Case) -> std::result::Result<(), Tes
         reference::backward(&d, &c.rows, &abs(&w), &abs(&tv), &abs(&g)).unwrap();
     for (mode, dw, dt) in &got.grads {
         assert_within(
-            &format!("dweights {mode:?} on {}", r.name()),
+            &format!("dweights {mode:?} on {}", dev),
             dw,
             &want_dw,
             &bound(&scale_dw, d.dv / d.cores),
         );
         assert_within(
-            &format!("dtable {mode:?} on {}", r.name()),
+            &format!("dtable {mode:?} on {}", dev),
             dt,
             &want_dt,
             &bound(&scale_dt, d.tokens * d.slots),
@@ -203,21 +165,14 @@ fn host_f32(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
-pub fn check(r: Runner<'_>, c: &Case) -> std::result::Result<(), TestCaseError> {
-    check_dtype::<f32>(r, c)?;
-    check_dtype::<f16>(r, c)?;
-    check_dtype::<bf16>(r, c)
+pub fn check(dev: &Device, c: &Case) -> std::result::Result<(), TestCaseError> {
+    check_dtype::<f32>(dev, c)?;
+    check_dtype::<f16>(dev, c)?;
+    check_dtype::<bf16>(dev, c)
 }
 
 /// A row past the table is the typed error on the device too, with its position.
-fn check_bad_row(r: Runner<'_>) {
-    let d = WeightedGatherDims {
-        tokens: 2,
-        slots: 3,
-        cores: 1,
-        rows: 5,
-        dv: 3,
-    };
+fn check_bad_row(dev: &Device) {
     let rows = [0u32, 4, 1, 2, 5, 4];
     let (w, table, dout) = ([1.0f32; 6], [bf16::from_f32(1.0); 15], [1.0f32; 6]);
     let expect = |e: Error| {
@@ -235,88 +190,27 @@ fn check_bad_row(r: Runner<'_>) {
             "{e}"
         )
     };
-    match r {
-        Runner::Device(dev) => {
-            let (rows_t, w_t, table_t) = (
-                on(dev, &[2, 3], &rows),
-                on(dev, &[2, 3, 1], &w),
-                on(dev, &[5, 3], &table),
-            );
-            let args = WeightedGatherArgs {
-                rows: &rows_t,
-                weights: &w_t,
-                table: &table_t,
-            };
-            expect(weighted_gather(&args).unwrap_err());
-            let dout_t = on(dev, &[2, 3], &dout);
-            for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
-                expect(weighted_gather_backward(&args, &dout_t, mode).unwrap_err());
-            }
-        }
-        Runner::Interp => {
-            use ultramem::gpu::weighted_gather::{backward, forward, GatherBuffers};
-            let ip = Interp::new();
-            let (rows_b, w_b, table_b, dout_b) = (
-                ip.upload_pod(&rows),
-                ip.upload_pod(&w),
-                ip.upload_pod(&table),
-                ip.upload_pod(&dout),
-            );
-            let b = GatherBuffers {
-                rows: &rows_b,
-                weights: &w_b,
-                table: &table_b,
-            };
-            expect(forward(&ip, &d, DType::BF16, &b).err().unwrap());
-            for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
-                expect(
-                    backward(&ip, &d, DType::BF16, mode, &b, &dout_b)
-                        .err()
-                        .unwrap(),
-                );
-            }
-        }
+    let (rows_t, w_t, table_t) = (
+        on(dev, &[2, 3], &rows),
+        on(dev, &[2, 3, 1], &w),
+        on(dev, &[5, 3], &table),
+    );
+    let args = WeightedGatherArgs {
+        rows: &rows_t,
+        weights: &w_t,
+        table: &table_t,
+    };
+    expect(weighted_gather(&args).unwrap_err());
+    let dout_t = on(dev, &[2, 3], &dout);
+    for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
+        expect(weighted_gather_backward(&args, &dout_t, mode).unwrap_err());
     }
 }
 
-proptest! {
-    #![proptest_config(crate::common::cases(48))]
+device_proptests!(matches_reference, 48, c in case(), |dev| {
+    check(dev, &c)?;
+});
 
-    #[test]
-    fn weighted_gather_matches_reference_on_wgpu(c in case()) {
-        if let Some(dev) = wgpu() { check(Runner::Device(dev), &c)?; }
-    }
-
-    #[test]
-    fn weighted_gather_matches_reference_on_cuda(c in case()) {
-        if let Some(dev) = cuda() { check(Runner::Device(dev), &c)?; }
-    }
-}
-
-proptest! {
-    #![proptest_config(crate::common::cases(48))]
-
-    #[test]
-    fn weighted_gather_matches_reference_in_ptx_interpreter(c in case()) {
-        check(Runner::Interp, &c)?;
-    }
-}
-
-#[test]
-fn weighted_gather_rejects_index_past_table_end_on_wgpu() {
-    if let Some(dev) = wgpu() {
-        check_bad_row(Runner::Device(dev));
-    }
-}
-
-#[test]
-fn weighted_gather_rejects_index_past_table_end_on_cuda() {
-    if let Some(dev) = cuda() {
-        check_bad_row(Runner::Device(dev));
-    }
-}
-
-#[test]
-fn weighted_gather_rejects_index_past_table_end_in_ptx_interpreter() {
-    check_bad_row(Runner::Interp);
-}
+device_tests!(rejects_index_past_table_end, |dev| {
+    check_bad_row(dev);
+});

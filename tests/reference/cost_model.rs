@@ -93,7 +93,7 @@ fn op_costs_count_each_distinct_row_once() {
         tokens: 4,
         slots: 8,
         cores: 2,
-        rows: 1000,
+        table_rows: 1000,
         dv: 64,
     };
     let c = g.cost(2, 20.0);
@@ -105,7 +105,7 @@ fn op_costs_count_each_distinct_row_once() {
         tokens: 4,
         slots: 8,
         cores: 2,
-        rows: 1000,
+        table_rows: 1000,
         dp: 16,
         dv: 64,
     };

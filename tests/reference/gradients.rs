@@ -118,7 +118,7 @@ fn weighted_gather_backward_matches_finite_differences() {
         tokens: 3,
         slots: 4,
         cores: 2,
-        rows: 5,
+        table_rows: 5,
         dv: 6,
     };
     // Row 4 twice in token 0: duplicate rows must add up.
@@ -148,7 +148,7 @@ fn peer_ffn_backward_matches_finite_differences() {
             tokens: 3,
             slots: 4,
             cores: 2,
-            rows: 5,
+            table_rows: 5,
             dp: 3,
             dv: 4,
         };
@@ -286,8 +286,9 @@ fn ultramem_v2_layer_backward_matches_finite_differences_end_to_end() {
 
 #[test]
 fn product_key_layer_backward_matches_finite_differences_end_to_end() {
-    use ultramem::layer::product_key::{
-        reference_backward, reference_forward, ProductKeyConfig, ProductKeyParams,
+    use ultramem::layer::product_key::{ProductKeyConfig, ProductKeyParams};
+    use ultramem::reference::product_key_layer::{
+        backward as reference_backward, forward as reference_forward,
     };
     type Field = fn(&mut ProductKeyParams<f64, f64>) -> &mut Vec<f64>;
     let fields: [(&str, Field); 4] = [

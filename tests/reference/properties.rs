@@ -249,7 +249,7 @@ fn gather_case() -> impl Strategy<Value = (WeightedGatherDims, Vec<u32>, Vec<f64
             tokens: t,
             slots: m,
             cores: cn,
-            rows: n,
+            table_rows: n,
             dv: cn * width,
         };
         (
@@ -271,13 +271,13 @@ proptest! {
         for t in 0..d.tokens {
             for c in 0..d.cores {
                 // A_c[t, r] = Σ_k w[t,k,c]·[rows[t,k] = r]; out[t, slice c] = A_c[t] · table[:, slice c].
-                let a: Vec<f64> = (0..d.rows)
+                let a: Vec<f64> = (0..d.table_rows)
                     .map(|r| (0..d.slots).filter(|&k| rows[t * d.slots + k] as usize == r)
                         .map(|k| w[(t * d.slots + k) * d.cores + c]).sum())
                     .collect();
                 for e in 0..width {
                     let col = c * width + e;
-                    let want: f64 = (0..d.rows).map(|r| a[r] * table[r * d.dv + col]).sum();
+                    let want: f64 = (0..d.table_rows).map(|r| a[r] * table[r * d.dv + col]).sum();
                     let got = out[t * d.dv + col];
                     prop_assert!((got - want).abs() <= 1e-12 * (1.0 + want.abs()), "t {t} col {col}: {got} vs {want}");
                 }
@@ -290,9 +290,9 @@ proptest! {
         (g, rows, s, up) in gather_case(), dp in 1usize..5, seed in any::<u64>()
     ) {
         let mut rng = ultramem::rng::SplitMix64::new(seed);
-        let d = PeerFfnDims { tokens: g.tokens, slots: g.slots, cores: g.cores, rows: g.rows, dp, dv: g.dv };
+        let d = PeerFfnDims { tokens: g.tokens, slots: g.slots, cores: g.cores, table_rows: g.table_rows, dp, dv: g.dv };
         let z = rng.normals(d.tokens * dp, 1.0);
-        let down = rng.normals(d.rows * dp, 1.0);
+        let down = rng.normals(d.table_rows * dp, 1.0);
         let out = peer_ffn::forward(&d, Activation::Identity, &rows, &s, &z, &down, &up).unwrap();
         let w: Vec<f64> = (0..rows.len() * d.cores).map(|i| {
             let (slot, t) = (i / d.cores, i / d.cores / d.slots);

@@ -16,7 +16,7 @@
 //! check runs it under `ncu`).
 //!
 //! Defaults: the paper's pair (UltraMemV2-1B/7B vs OLMoE-1B/7B, bf16) over B = 1…4096 on CUDA;
-//! elsewhere the pair scaled by 8 in width (`report::SweepConfig::scaled`) over B = 1…64, since
+//! elsewhere the pair scaled by 8 in width (`sweep::SweepConfig::scaled`) over B = 1…64, since
 //! the CPU reference and software Vulkan would take hours at the paper's shape. Output goes to
 //! `target/memory_vs_moe/` unless `--out` says otherwise.
 
@@ -24,7 +24,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ultramem::report::{run_sweep, IndexDist, SweepConfig};
+mod plot;
+mod sweep;
+#[cfg(test)]
+mod tests;
+
+use sweep::{run_sweep, IndexDist, SweepConfig};
 use ultramem::{Backend, Device};
 
 struct Options {
@@ -107,7 +112,7 @@ fn main() -> ExitCode {
             cfg.memory.cost_shape(),
             cfg.moe
         );
-        print!("{}", ultramem::report::model_table(&cfg));
+        print!("{}", sweep::model_table(&cfg));
         return ExitCode::SUCCESS;
     }
     let device = match o.device.as_str() {
@@ -156,7 +161,7 @@ fn main() -> ExitCode {
     }
     if let Some(layer) = &o.single_step {
         let b = cfg.batches.first().copied().unwrap_or(1);
-        return match ultramem::report::single_step(&device, &cfg, layer, b) {
+        return match sweep::single_step(&device, &cfg, layer, b) {
             Ok(bytes) => {
                 println!(
                     "single step: {layer} at B = {b} on {device}; model bytes {:.6e} (weights {:.6e})",

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use crate::sweep::{draw, run_sweep, IndexDist, SweepConfig};
 use ultramem::cost::MoeShape;
 use ultramem::layer::UltraMemV2Config;
-use ultramem::report::{draw, run_sweep, IndexDist, SweepConfig};
 use ultramem::rng::SplitMix64;
 use ultramem::{Device, Error};
 
