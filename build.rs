@@ -1,13 +1,20 @@
-//! Checks the kernel sources and generates the kernel registry.
+//! Checks the kernel sources, joins each with the shared helpers, and generates the kernel
+//! registry.
 //!
-//! - Every op has one PTX file in `kernels/` and one WGSL file in `shaders/` with the same stem.
-//! - Every PTX file is ASCII, opens with a comment naming its WGSL twin, declares
-//!   `.version` 8.0 or lower (the GPU machines' driver JIT rejects newer PTX), `.target sm_80`
-//!   and `.address_size 64`, and its `.entry` names are exactly the WGSL file's entry points.
-//! - Every WGSL file parses and validates with naga (the same major version as wgpu) against the
-//!   capabilities the runtime requests: none beyond WebGPU's defaults.
-//! - `registry.rs` gets a `KernelId` per stem with both sources embedded, the entry names, and
-//!   each PTX entry's by-value parameter size (checked against the Rust structs by a test).
+//! - Every op has one PTX file in `kernels/` and one WGSL file in `shaders/` with the same stem;
+//!   `kernels/helpers.ptx` and `shaders/helpers.wgsl` hold what every kernel shares.
+//! - `kernels/helpers.ptx` holds the PTX module header — `.version` 8.0 or lower (the GPU
+//!   machines' driver JIT rejects newer PTX), `.target sm_80`, `.address_size 64` — and the
+//!   shared `.func`s; it is put in front of each kernel file, which declares no header of its own.
+//!   `shaders/helpers.wgsl` is appended to each WGSL file (declarations may come in any order).
+//! - Every PTX file is ASCII, a kernel file opens with a comment naming its WGSL twin, and its
+//!   `.entry` names are exactly the WGSL file's entry points.
+//! - Every joined WGSL module parses and validates with naga (the same major version as wgpu)
+//!   against the capabilities the runtime requests: none beyond WebGPU's defaults.
+//! - `registry.rs` gets a `KernelId` per stem with both joined sources embedded, the source
+//!   parts and where each starts (so the PTX interpreter cites `file:line` of the original), the
+//!   entry names, and each PTX entry's by-value parameter size (checked against the Rust structs
+//!   by a test).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -40,29 +47,28 @@ struct PtxEntry {
     pointers: usize,
 }
 
-fn check_ptx(path: &Path, stem: &str, text: &str) -> Result<Vec<PtxEntry>, String> {
-    let where_ = path.display();
-    if let Some((line, _)) = text.lines().enumerate().find(|(_, l)| !l.is_ascii()) {
-        return Err(format!(
-            "{where_}:{}: PTX must be ASCII (ptxas rejects other bytes)",
+fn directive(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix(name).map(|rest| rest.trim().to_string()))
+}
+
+fn check_ascii(path: &Path, text: &str) -> Result<(), String> {
+    match text.lines().enumerate().find(|(_, l)| !l.is_ascii()) {
+        Some((line, _)) => Err(format!(
+            "{}:{}: PTX must be ASCII (ptxas rejects other bytes)",
+            path.display(),
             line + 1
-        ));
+        )),
+        None => Ok(()),
     }
-    let head: String = text
-        .lines()
-        .take_while(|l| l.starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    if !head.contains(&format!("shaders/{stem}.wgsl")) {
-        return Err(format!(
-            "{where_}: the header comment must name the WGSL twin shaders/{stem}.wgsl"
-        ));
-    }
-    let directive = |name: &str| -> Option<String> {
-        text.lines()
-            .map(str::trim)
-            .find_map(|l| l.strip_prefix(name).map(|rest| rest.trim().to_string()))
-    };
+}
+
+/// The shared PTX: ASCII, the module header, no entry point of its own.
+fn check_ptx_helpers(path: &Path, text: &str) -> Result<(), String> {
+    let where_ = path.display();
+    check_ascii(path, text)?;
+    let directive = |name: &str| directive(text, name);
     let version = directive(".version ").ok_or(format!("{where_}: no .version"))?;
     let (major, minor) = version
         .split_once('.')
@@ -76,6 +82,35 @@ fn check_ptx(path: &Path, stem: &str, text: &str) -> Result<Vec<PtxEntry>, Strin
     }
     if directive(".address_size ").as_deref() != Some("64") {
         return Err(format!("{where_}: .address_size must be 64"));
+    }
+    if text.contains(".entry") {
+        return Err(format!("{where_}: the shared helpers declare no .entry"));
+    }
+    Ok(())
+}
+
+/// A kernel file: ASCII, its contract comment naming the WGSL twin, no module header (it comes
+/// from `kernels/helpers.ptx`), and its entries.
+fn check_ptx(path: &Path, stem: &str, text: &str) -> Result<Vec<PtxEntry>, String> {
+    let where_ = path.display();
+    check_ascii(path, text)?;
+    let head: String = text
+        .lines()
+        .take_while(|l| l.starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if !head.contains(&format!("shaders/{stem}.wgsl")) {
+        return Err(format!(
+            "{where_}: the header comment must name the WGSL twin shaders/{stem}.wgsl"
+        ));
+    }
+    for d in [".version ", ".target ", ".address_size "] {
+        if directive(text, d).is_some() {
+            return Err(format!(
+                "{where_}: declares {}; the module header is kernels/helpers.ptx's",
+                d.trim()
+            ));
+        }
     }
     let mut entries = Vec::new();
     let lines: Vec<&str> = text.lines().collect();
@@ -158,6 +193,9 @@ fn check_wgsl(path: &Path, text: &str) -> Result<(WgslEntries, Vec<String>), Str
     Ok((entries, overrides))
 }
 
+/// The stem of the shared helper files in `kernels/` and `shaders/`.
+const HELPERS: &str = "helpers";
+
 fn camel(stem: &str) -> String {
     stem.split('_')
         .map(|w| {
@@ -182,18 +220,35 @@ fn main() {
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let kernels = root.join("kernels");
     let shaders = root.join("shaders");
-    let ptx = stems(&kernels, "ptx");
-    let wgsl = stems(&shaders, "wgsl");
-    let mut errors: Vec<String> = ptx
-        .symmetric_difference(&wgsl)
-        .map(|s| {
-            if ptx.contains(s) {
-                format!("kernels/{s}.ptx has no shaders/{s}.wgsl")
-            } else {
-                format!("shaders/{s}.wgsl has no kernels/{s}.ptx")
-            }
-        })
-        .collect();
+    let mut ptx = stems(&kernels, "ptx");
+    let mut wgsl = stems(&shaders, "wgsl");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let joined_dir = out_dir.join("joined");
+    fs::create_dir_all(&joined_dir).expect("OUT_DIR is writable");
+    // The shared helpers: no kernel of their own, joined to every kernel file below.
+    let ptx_helpers_path = kernels.join(format!("{HELPERS}.ptx"));
+    let wgsl_helpers_path = shaders.join(format!("{HELPERS}.wgsl"));
+    let ptx_helpers = fs::read_to_string(&ptx_helpers_path).unwrap_or_default();
+    let wgsl_helpers = fs::read_to_string(&wgsl_helpers_path).unwrap_or_default();
+    let mut errors = Vec::new();
+    if !ptx.remove(HELPERS) || !wgsl.remove(HELPERS) {
+        errors.push(format!(
+            "kernels/{HELPERS}.ptx and shaders/{HELPERS}.wgsl must both exist"
+        ));
+    }
+    if let Err(e) = check_ptx_helpers(&ptx_helpers_path, &ptx_helpers) {
+        errors.push(e);
+    }
+    if let Err(e) = check_wgsl(&wgsl_helpers_path, &wgsl_helpers) {
+        errors.push(e);
+    }
+    errors.extend(ptx.symmetric_difference(&wgsl).map(|s| {
+        if ptx.contains(s) {
+            format!("kernels/{s}.ptx has no shaders/{s}.wgsl")
+        } else {
+            format!("shaders/{s}.wgsl has no kernels/{s}.ptx")
+        }
+    }));
 
     let mut code = String::new();
     let mut variants = Vec::new();
@@ -209,7 +264,10 @@ fn main() {
                 continue;
             }
         };
-        let (wgsl_entries, overrides) = match check_wgsl(&wgsl_path, &wgsl_text) {
+        // The helpers go after the kernel's own declarations, so naga's line numbers up to the
+        // kernel's last line are the kernel file's.
+        let wgsl_joined = format!("{wgsl_text}\n{wgsl_helpers}");
+        let (wgsl_entries, overrides) = match check_wgsl(&wgsl_path, &wgsl_joined) {
             Ok(e) => e,
             Err(e) => {
                 errors.push(e);
@@ -224,10 +282,17 @@ fn main() {
             ));
             continue;
         }
+        // The PTX module header and helpers come first: ptxas and the interpreter need a `.func`
+        // declared before its first call.
+        let ptx_joined = format!("{}\n{ptx_text}", ptx_helpers.trim_end());
+        let ptx_out = joined_dir.join(format!("{stem}.ptx"));
+        let wgsl_out = joined_dir.join(format!("{stem}.wgsl"));
+        fs::write(&ptx_out, ptx_joined).expect("OUT_DIR is writable");
+        fs::write(&wgsl_out, wgsl_joined).expect("OUT_DIR is writable");
         variants.push((
             stem.clone(),
-            ptx_path,
-            wgsl_path,
+            ptx_out,
+            wgsl_out,
             entries,
             wgsl_entries,
             overrides,
@@ -254,7 +319,7 @@ fn main() {
     for (stem, ..) in &variants {
         let _ = writeln!(code, "            KernelId::{} => {stem:?},", camel(stem));
     }
-    code.push_str("        }\n    }\n\n    /// The PTX source.\n    pub fn ptx(self) -> &'static str {\n        match self {\n");
+    code.push_str("        }\n    }\n\n    /// The PTX source: `kernels/helpers.ptx` (module header and shared functions), then the\n    /// kernel file.\n    pub fn ptx(self) -> &'static str {\n        match self {\n");
     for (stem, ptx_path, ..) in &variants {
         let _ = writeln!(
             code,
@@ -263,7 +328,17 @@ fn main() {
             ptx_path
         );
     }
-    code.push_str("        }\n    }\n\n    /// The WGSL source.\n    pub fn wgsl(self) -> &'static str {\n        match self {\n");
+    code.push_str("        }\n    }\n\n    /// The PTX source's parts in order, as `(file, first line, text)`: `kernels/helpers.ptx`\n    /// then the kernel file, whose concatenation (with a newline between) is [`KernelId::ptx`].\n    pub fn ptx_parts(self) -> [(&'static str, u32, &'static str); 2] {\n        match self {\n");
+    for (stem, ..) in &variants {
+        let _ = writeln!(
+            code,
+            "            KernelId::{} => [(\"kernels/{HELPERS}.ptx\", 1, include_str!({:?})), (\"kernels/{stem}.ptx\", 1, include_str!({:?}))],",
+            camel(stem),
+            ptx_helpers_path,
+            kernels.join(format!("{stem}.ptx"))
+        );
+    }
+    code.push_str("        }\n    }\n\n    /// The WGSL source (the kernel file, then `shaders/helpers.wgsl`).\n    pub fn wgsl(self) -> &'static str {\n        match self {\n");
     for (stem, _, wgsl_path, ..) in &variants {
         let _ = writeln!(
             code,
@@ -318,6 +393,5 @@ fn main() {
         );
     }
     code.push_str("        }\n    }\n}\n");
-    let out = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("registry.rs");
-    fs::write(out, code).expect("OUT_DIR is writable");
+    fs::write(out_dir.join("registry.rs"), code).expect("OUT_DIR is writable");
 }

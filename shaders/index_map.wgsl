@@ -9,6 +9,8 @@
 // Bounds: with a shuffle table, ν >= len records its position in status[0] and writes 0.
 // A status word holds ~position via atomicMax (the lowest position wins; 0 means no error).
 // Not fused into the top-k kernels: it is one read and one write of 4 bytes per slot.
+//
+// build.rs appends shaders/helpers.wgsl (the functions every kernel module shares).
 
 const WG: u32 = 256u;
 

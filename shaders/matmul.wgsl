@@ -13,6 +13,8 @@
 // wid = wg.x + wg.y·grid_x; workgroups with wid ≥ tiles return at once (uniformly). Bounds: a
 // load only for m < M, k < K (A) and k < K, n < N (B), zero otherwise; a store only for m < M,
 // n < N; the host checks that the largest such index lies inside each buffer.
+//
+// build.rs appends shaders/helpers.wgsl (the functions every kernel module shares).
 
 const TILE: u32 = 16u;
 

@@ -21,6 +21,8 @@
 // as ~index via atomicMax (the lowest wins, 0 means none) and skips it. Every other index is
 // below its buffer's length by the loop bounds; the host checks that every element index fits
 // u32 (each buffer lives in one storage binding).
+//
+// build.rs appends shaders/helpers.wgsl (the functions every kernel module shares).
 
 override TABLE_DTYPE: u32 = 0u;
 const WG: u32 = 128u;
@@ -61,41 +63,16 @@ var<workgroup> run_start: u32;
 var<workgroup> run_end: u32;
 var<workgroup> run_expert: u32;
 
-fn f16_to_f32(h: u32) -> f32 {
-    let sign = (h & 0x8000u) << 16u;
-    let exponent = (h >> 10u) & 0x1fu;
-    let mantissa = h & 0x3ffu;
-    if exponent == 0u {
-        let v = f32(mantissa) * 5.9604644775390625e-8;
-        return select(v, -v, sign != 0u);
-    }
-    if exponent == 31u {
-        return bitcast<f32>(sign | 0x7f800000u | (mantissa << 13u));
-    }
-    return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
-}
-
 // Weight element i of w_a (which = 0) or w_b (which = 1), as f32.
 fn weight(which: u32, i: u32) -> f32 {
+    let w = ultramem_table_word(i, TABLE_DTYPE);
     var word: u32;
-    if TABLE_DTYPE == 0u {
-        if which == 0u {
-            word = w_a[i];
-        } else {
-            word = w_b[i];
-        }
-        return bitcast<f32>(word);
-    }
     if which == 0u {
-        word = w_a[i >> 1u];
+        word = w_a[w];
     } else {
-        word = w_b[i >> 1u];
+        word = w_b[w];
     }
-    let bits = word >> ((i & 1u) * 16u);
-    if TABLE_DTYPE == 1u {
-        return f16_to_f32(bits & 0xffffu);
-    }
-    return bitcast<f32>(bits << 16u);
+    return ultramem_table_element(word, i, TABLE_DTYPE);
 }
 
 // Invocation 0 finds the run starting at sorted position `pos` (if it starts one) and records

@@ -22,6 +22,8 @@
 // as ~slot via atomicMax (the lowest slot wins; 0 means no error).
 // Tables are bound as array<u32>; TABLE_DTYPE (0 f32, 1 f16, 2 bf16) selects the unpacking;
 // 16-bit elements are packed two per word, element 2j in the low half.
+//
+// build.rs appends shaders/helpers.wgsl (the functions every kernel module shares).
 
 override TABLE_DTYPE: u32 = 0u;
 
@@ -59,46 +61,12 @@ struct Params {
 
 var<workgroup> partial: array<f32, WG>;
 
-// IEEE binary16 bits (low 16 bits of h) to f32, exactly; no adapter feature needed.
-fn f16_to_f32(h: u32) -> f32 {
-    let sign = (h & 0x8000u) << 16u;
-    let exponent = (h >> 10u) & 0x1fu;
-    let mantissa = h & 0x3ffu;
-    if exponent == 0u {
-        // Zero or subnormal: mantissa · 2^-24, exact in f32.
-        let v = f32(mantissa) * 5.9604644775390625e-8;
-        return select(v, -v, sign != 0u);
-    }
-    if exponent == 31u {
-        return bitcast<f32>(sign | 0x7f800000u | (mantissa << 13u));
-    }
-    return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
-}
-
-fn unpack(word: u32, i: u32) -> f32 {
-    switch TABLE_DTYPE {
-        case 0u: {
-            return bitcast<f32>(word);
-        }
-        case 1u: {
-            return f16_to_f32(word >> ((i & 1u) * 16u));
-        }
-        default: {
-            return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u));
-        }
-    }
-}
-
-fn word_of(i: u32) -> u32 {
-    return select(i >> 1u, i, TABLE_DTYPE == 0u);
-}
-
 fn load_down(i: u32) -> f32 {
-    return unpack(down[word_of(i)], i);
+    return ultramem_table_element(down[ultramem_table_word(i, TABLE_DTYPE)], i, TABLE_DTYPE);
 }
 
 fn load_up(i: u32) -> f32 {
-    return unpack(up[word_of(i)], i);
+    return ultramem_table_element(up[ultramem_table_word(i, TABLE_DTYPE)], i, TABLE_DTYPE);
 }
 
 fn erf_approx(x: f32) -> f32 {

@@ -35,6 +35,8 @@
 // the lowest position wins and 0 means no error.
 // POOL (override): workgroup words for the n stage-1 keys or the two selections; the host sizes
 // it per call and checks it against the adapter's workgroup-memory limit.
+//
+// build.rs appends shaders/helpers.wgsl (the functions every kernel module shares).
 
 override TABLE_DTYPE: u32 = 0u;
 override POOL: u32 = 4096u;
@@ -85,33 +87,8 @@ var<workgroup> core_vals: array<f32, 64>;
 // Which candidates `cand_key` ranks: 0 the stage-1 keys in `pool`, 1 the grid cells.
 var<private> phase: u32;
 
-fn f16_to_f32(h: u32) -> f32 {
-    let sign = (h & 0x8000u) << 16u;
-    let exponent = (h >> 10u) & 0x1fu;
-    let mantissa = h & 0x3ffu;
-    if exponent == 0u {
-        let v = f32(mantissa) * 5.9604644775390625e-8;
-        return select(v, -v, sign != 0u);
-    }
-    if exponent == 31u {
-        return bitcast<f32>(sign | 0x7f800000u | (mantissa << 13u));
-    }
-    return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
-}
-
 fn load_key(i: u32) -> f32 {
-    switch TABLE_DTYPE {
-        case 0u: {
-            return bitcast<f32>(keys[i]);
-        }
-        case 1u: {
-            return f16_to_f32(keys[i >> 1u] >> ((i & 1u) * 16u));
-        }
-        default: {
-            let word = keys[i >> 1u];
-            return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u));
-        }
-    }
+    return ultramem_table_element(keys[ultramem_table_word(i, TABLE_DTYPE)], i, TABLE_DTYPE);
 }
 
 // <keys[h, side, r, i], q[t, h, side, r]>, summed in element order.

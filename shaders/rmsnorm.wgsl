@@ -16,6 +16,8 @@
 // columns; (grid_x, grid_y) grid, wid = wg.x + wg.y·grid_x. Every index is below
 // chunks·repeat·dim (or dim) by the loop bounds and the wid check; the host checks each
 // buffer's length.
+//
+// build.rs appends shaders/helpers.wgsl (the functions every kernel module shares).
 
 const WG: u32 = 128u;
 

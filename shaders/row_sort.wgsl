@@ -14,6 +14,8 @@
 //
 // Launch: workgroups of 256 on a (grid_x, grid_y) grid flattened to wid = wg.x + wg.y·grid_x;
 // one per tile (init: per 256 entries; scan: a single workgroup).
+//
+// build.rs appends shaders/helpers.wgsl (the functions every kernel module shares).
 
 const WG: u32 = 256u;
 

@@ -12,6 +12,8 @@
 // Every index is below groups·k·Cn, checked by the loop bounds.
 // Not fused into the top-k kernels: Raw, the UltraMemV2 default, needs no pass at all, and the
 // others cost one read and one write of T·H·k·Cn floats.
+//
+// build.rs appends shaders/helpers.wgsl (the functions every kernel module shares).
 
 const WG: u32 = 128u;
 

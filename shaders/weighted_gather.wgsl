@@ -24,6 +24,8 @@
 // selects the unpacking at pipeline creation. 16-bit elements are packed two per word, element
 // 2j in the low half; f16 is widened by bit manipulation, so no adapter feature (shader-f16 or
 // naga's f16-in-f32) is needed and every adapter takes every dtype.
+//
+// build.rs appends shaders/helpers.wgsl (the functions every kernel module shares).
 
 override TABLE_DTYPE: u32 = 0u;
 
@@ -60,35 +62,8 @@ struct Params {
 
 var<workgroup> partial: array<f32, WG>;
 
-// IEEE binary16 bits (low 16 bits of h) to f32, exactly; no adapter feature needed.
-fn f16_to_f32(h: u32) -> f32 {
-    let sign = (h & 0x8000u) << 16u;
-    let exponent = (h >> 10u) & 0x1fu;
-    let mantissa = h & 0x3ffu;
-    if exponent == 0u {
-        // Zero or subnormal: mantissa · 2^-24, exact in f32.
-        let v = f32(mantissa) * 5.9604644775390625e-8;
-        return select(v, -v, sign != 0u);
-    }
-    if exponent == 31u {
-        return bitcast<f32>(sign | 0x7f800000u | (mantissa << 13u));
-    }
-    return bitcast<f32>(sign | ((exponent + 112u) << 23u) | (mantissa << 13u));
-}
-
 fn load_table(i: u32) -> f32 {
-    switch TABLE_DTYPE {
-        case 0u: {
-            return bitcast<f32>(table[i]);
-        }
-        case 1u: {
-            return f16_to_f32(table[i >> 1u] >> ((i & 1u) * 16u));
-        }
-        default: {
-            let word = table[i >> 1u];
-            return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u));
-        }
-    }
+    return ultramem_table_element(table[ultramem_table_word(i, TABLE_DTYPE)], i, TABLE_DTYPE);
 }
 
 fn flat_id(wg: vec3<u32>) -> u32 {

@@ -6,7 +6,10 @@
 //! lockstep. Shared memory is shadowed per byte for the sanitizer checks.
 
 use crate::ir::*;
-use crate::{ErrorKind, ExecError};
+use crate::{CallSite, ErrorKind, ExecError, Module};
+
+/// Calls nested deeper than this are an error (unbounded recursion, most likely).
+pub(crate) const MAX_CALL_DEPTH: usize = 64;
 
 /// Errors are rare and large: keep them off the hot path's return values.
 pub(crate) type XResult<T> = Result<T, Box<ExecError>>;
@@ -55,10 +58,31 @@ enum State {
     Exited,
 }
 
-struct Thread {
+/// The registers and `.param` area of one function activation, with their init shadows.
+#[derive(Default)]
+struct Frame {
     regs: Vec<u64>,
     init: Vec<bool>,
+    local: Vec<u8>,
+    local_init: Vec<bool>,
+    /// The function, and (saved caller frames) the pc of its `call`.
+    func: usize,
     pc: usize,
+}
+
+struct Thread {
+    /// The running function's frame (its `func`/`pc` fields unused: see below).
+    regs: Vec<u64>,
+    init: Vec<bool>,
+    local: Vec<u8>,
+    local_init: Vec<bool>,
+    /// The running function (an index into the module's functions) and its pc.
+    func: usize,
+    pc: usize,
+    /// The callers' frames, innermost last.
+    frames: Vec<Frame>,
+    /// Frames of returned calls, kept to reuse their allocations.
+    spare: Vec<Frame>,
     state: State,
     tid: [u32; 3],
     linear: u32,
@@ -339,8 +363,10 @@ fn float_to_int(x: f64, ty: Ty, round: Round) -> u64 {
 
 /// Everything one launch needs.
 pub(crate) struct Launch<'a> {
+    pub module: &'a Module,
+    /// The entry point and its index in the module.
     pub func: &'a Function,
-    pub file: &'a str,
+    pub entry: usize,
     pub params: &'a [u8],
     pub grid: [u32; 3],
     pub block: [u32; 3],
@@ -353,13 +379,42 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The file, line and text of instruction `pc` of function `func` (its last instruction's
+    /// file and line when `pc` is past its end).
+    fn site(&self, func: usize, pc: usize) -> (String, u32, String) {
+        let m = self.l.module;
+        let code = &m.functions[func].code;
+        match code.get(pc) {
+            Some(i) => (m.files[i.file as usize].clone(), i.line, i.text.clone()),
+            None => code.last().map_or((m.file.clone(), 0, String::new()), |i| {
+                (m.files[i.file as usize].clone(), i.line, String::new())
+            }),
+        }
+    }
+
     fn error(&self, t: &Thread, kind: ErrorKind, message: String) -> Box<ExecError> {
-        let ins = self.l.func.code.get(t.pc);
+        let (file, line, instruction) = self.site(t.func, t.pc);
+        let functions = &self.l.module.functions;
+        let called_from = t
+            .frames
+            .iter()
+            .rev()
+            .map(|f| {
+                let (file, line, _) = self.site(f.func, f.pc);
+                CallSite {
+                    function: functions[f.func].name.clone(),
+                    file,
+                    line,
+                }
+            })
+            .collect();
         Box::new(ExecError {
             kernel: self.l.func.name.clone(),
-            file: self.l.file.to_string(),
-            line: ins.map_or(0, |i| i.line),
-            instruction: ins.map_or(String::new(), |i| i.text.clone()),
+            function: functions[t.func].name.clone(),
+            called_from,
+            file,
+            line,
+            instruction,
             block: self.ctaid,
             thread: t.tid,
             kind,
@@ -383,7 +438,7 @@ impl Ctx<'_> {
         match o {
             Operand::Reg(r) => {
                 if !t.init[r as usize] {
-                    let name = &self.l.func.regs[r as usize];
+                    let name = &self.l.module.functions[t.func].regs[r as usize];
                     return Err(self.error(
                         t,
                         ErrorKind::UninitializedRegister,
@@ -398,14 +453,223 @@ impl Ctx<'_> {
         }
     }
 
+    #[inline(always)]
     fn addr(&self, t: &Thread, a: Addr) -> XResult<u64> {
         let base = match a.base {
             AddrBase::Reg(r) => self.val(t, Operand::Reg(r))?,
             AddrBase::Param(off) => u64::from(off),
             AddrBase::Shared(off) => off,
+            AddrBase::Local(_) => return Err(self.local_address(t)),
         };
         Ok(base.wrapping_add(a.offset as u64))
     }
+
+    /// `ld`/`st` read and write a frame's `.param` variables; other uses of their address
+    /// (atomics on them, `mov` of their address) are not implemented.
+    #[cold]
+    #[inline(never)]
+    fn local_address(&self, t: &Thread) -> Box<ExecError> {
+        unsupported(
+            self,
+            t,
+            "this access to a .param variable of the frame".into(),
+        )
+    }
+
+    /// The frame `.param` variable holding byte `at`, for messages.
+    fn local_name(&self, t: &Thread, at: usize) -> String {
+        self.l.module.functions[t.func]
+            .locals
+            .iter()
+            .find(|l| (l.offset as usize..(l.offset + l.size) as usize).contains(&at))
+            .map_or_else(|| format!("byte {at}"), |l| format!("`{}`", l.name))
+    }
+
+    /// The byte range `[off + delta, +len)` of the frame's `.param` area, or an error.
+    fn local_range(&self, t: &Thread, off: u32, delta: i64, len: usize) -> XResult<usize> {
+        let at = i64::from(off) + delta;
+        match usize::try_from(at) {
+            Ok(a) if a + len <= t.local.len() => Ok(a),
+            _ => Err(self.error(
+                t,
+                ErrorKind::OutOfBounds,
+                format!(
+                    "{len} bytes at offset {at} of the {}-byte .param area of the frame",
+                    t.local.len()
+                ),
+            )),
+        }
+    }
+
+    /// Reads `len` ≤ 8 bytes of the frame's `.param` area; every byte must have been written.
+    fn read_local(&self, t: &Thread, off: u32, delta: i64, len: usize) -> XResult<u64> {
+        let a = self.local_range(t, off, delta, len)?;
+        if let Some(k) = (a..a + len).find(|&k| !t.local_init[k]) {
+            return Err(self.error(
+                t,
+                ErrorKind::UninitializedRegister,
+                format!(
+                    "read of .param {} before any write (byte {k} of the frame's parameters)",
+                    self.local_name(t, k)
+                ),
+            ));
+        }
+        Ok(t.local[a..a + len]
+            .iter()
+            .enumerate()
+            .fold(0u64, |v, (k, &b)| v | u64::from(b) << (8 * k)))
+    }
+}
+
+/// Writes `len` ≤ 8 bytes of `v` to `local` at `a`, marking them written.
+fn put_local(local: &mut [u8], init: &mut [bool], a: usize, len: usize, v: u64) {
+    for k in 0..len {
+        local[a + k] = (v >> (8 * k)) as u8;
+        init[a + k] = true;
+    }
+}
+
+/// The value of a call argument in the caller's frame.
+fn arg_value(ctx: &Ctx<'_>, t: &Thread, a: &CallArg) -> XResult<u64> {
+    match *a {
+        CallArg::Value(op) => ctx.val(t, op),
+        CallArg::Param { offset, size } => ctx.read_local(t, offset, 0, size as usize),
+    }
+}
+
+/// `call`: pushes a frame for the callee with its parameters set from the arguments.
+#[inline(never)]
+fn call(ctx: &Ctx<'_>, t: &mut Thread, c: &Call) -> XResult<()> {
+    let callee = &ctx.l.module.functions[c.func];
+    if t.frames.len() >= MAX_CALL_DEPTH {
+        return Err(ctx.error(
+            t,
+            ErrorKind::Unsupported,
+            format!(
+                "call of `{}` nested deeper than {MAX_CALL_DEPTH} calls (unbounded recursion?)",
+                callee.name
+            ),
+        ));
+    }
+    let mut fr = t.spare.pop().unwrap_or_default();
+    fr.regs.clear();
+    fr.regs.resize(callee.regs.len(), 0);
+    fr.init.clear();
+    fr.init.resize(callee.regs.len(), false);
+    fr.local.clear();
+    fr.local.resize(callee.local_bytes, 0);
+    fr.local_init.clear();
+    fr.local_init.resize(callee.local_bytes, false);
+    for (a, f) in c.args.iter().zip(&callee.args) {
+        match (a, f.loc) {
+            (&CallArg::Param { offset, size }, FormalLoc::Param { offset: to, .. }) => {
+                // A byte copy, shadow included: unwritten bytes stay unwritten.
+                let (from, to, n) = (offset as usize, to as usize, size as usize);
+                fr.local[to..to + n].copy_from_slice(&t.local[from..from + n]);
+                fr.local_init[to..to + n].copy_from_slice(&t.local_init[from..from + n]);
+            }
+            (a, FormalLoc::Param { offset, size }) => {
+                let v = arg_value(ctx, t, a)?;
+                put_local(
+                    &mut fr.local,
+                    &mut fr.local_init,
+                    offset as usize,
+                    size as usize,
+                    v,
+                );
+            }
+            (a, FormalLoc::Reg(r)) => {
+                let v = arg_value(ctx, t, a)?;
+                fr.regs[r as usize] = v & mask(f.ty.bits());
+                fr.init[r as usize] = true;
+            }
+        }
+    }
+    std::mem::swap(&mut fr.regs, &mut t.regs);
+    std::mem::swap(&mut fr.init, &mut t.init);
+    std::mem::swap(&mut fr.local, &mut t.local);
+    std::mem::swap(&mut fr.local_init, &mut t.local_init);
+    fr.func = t.func;
+    fr.pc = t.pc;
+    t.frames.push(fr);
+    t.func = c.func;
+    t.pc = 0;
+    Ok(())
+}
+
+/// `ret` (or the end of a body): back to the caller with the return values, which the callee
+/// must all have written. `false` when there is no caller: the thread ends.
+#[inline(never)]
+fn ret(ctx: &Ctx<'_>, t: &mut Thread) -> XResult<bool> {
+    let Some(caller) = t.frames.last() else {
+        return Ok(false);
+    };
+    let functions = &ctx.l.module.functions;
+    let callee = &functions[t.func];
+    let Op::Call(c) = &functions[caller.func].code[caller.pc].op else {
+        unreachable!("a saved frame's pc is at its call")
+    };
+    for f in &callee.rets {
+        let written = match f.loc {
+            FormalLoc::Reg(r) => t.init[r as usize],
+            FormalLoc::Param { offset, size } => t.local_init
+                [offset as usize..(offset + size) as usize]
+                .iter()
+                .all(|&b| b),
+        };
+        if !written {
+            return Err(ctx.error(
+                t,
+                ErrorKind::UninitializedRegister,
+                format!(
+                    "`{}` returns without writing its return value {}",
+                    callee.name, f.name
+                ),
+            ));
+        }
+    }
+    let Some(mut fr) = t.frames.pop() else {
+        unreachable!("checked above")
+    };
+    for (d, f) in c.rets.iter().zip(&callee.rets) {
+        let v = match f.loc {
+            FormalLoc::Reg(r) => t.regs[r as usize],
+            FormalLoc::Param { offset, size } => match *d {
+                CallArg::Param { offset: to, .. } => {
+                    let (from, to, n) = (offset as usize, to as usize, size as usize);
+                    fr.local[to..to + n].copy_from_slice(&t.local[from..from + n]);
+                    fr.local_init[to..to + n].fill(true);
+                    continue;
+                }
+                _ => t.local[offset as usize..(offset + size) as usize]
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |v, (k, &b)| v | u64::from(b) << (8 * k)),
+            },
+        };
+        match *d {
+            CallArg::Value(Operand::Reg(r)) => {
+                fr.regs[r as usize] = v;
+                fr.init[r as usize] = true;
+            }
+            CallArg::Param { offset, size } => put_local(
+                &mut fr.local,
+                &mut fr.local_init,
+                offset as usize,
+                size as usize,
+                v,
+            ),
+            CallArg::Value(_) => unreachable!("return values go to registers or .params"),
+        }
+    }
+    std::mem::swap(&mut fr.regs, &mut t.regs);
+    std::mem::swap(&mut fr.init, &mut t.init);
+    std::mem::swap(&mut fr.local, &mut t.local);
+    std::mem::swap(&mut fr.local_init, &mut t.local_init);
+    t.func = fr.func;
+    t.pc = fr.pc + 1;
+    t.spare.push(fr);
+    Ok(true)
 }
 
 fn set(t: &mut Thread, d: u16, v: u64) {
@@ -693,6 +957,10 @@ fn int_un(op: UnOp, ty: Ty, a: u64) -> Result<u64, String> {
 enum Flow {
     Next,
     Jump(usize),
+    /// The instruction is a `call`.
+    Call,
+    /// `ret`.
+    Ret,
     Stop(State),
 }
 
@@ -701,11 +969,17 @@ pub(crate) fn run_block(l: &Launch<'_>, ctaid: [u32; 3], mem: &mut Memory) -> XR
     let [bx, by, bz] = l.block;
     let n = (bx * by * bz) as usize;
     let nregs = l.func.regs.len();
+    let nlocal = l.func.local_bytes;
     let mut threads: Vec<Thread> = (0..n as u32)
         .map(|i| Thread {
             regs: vec![0; nregs],
             init: vec![false; nregs],
+            local: vec![0; nlocal],
+            local_init: vec![false; nlocal],
+            func: l.entry,
             pc: 0,
+            frames: Vec::new(),
+            spare: Vec::new(),
             state: State::Running,
             tid: [i % bx, (i / bx) % by, i / (bx * by)],
             linear: i,
@@ -761,6 +1035,36 @@ fn resolve_barrier(ctx: &mut Ctx<'_>, threads: &mut [Thread], shared: &mut Share
             ),
         ));
     }
+    if let Some(t) = threads
+        .iter()
+        .find(|t| t.state == State::Barrier(id) && t.func != first.func)
+    {
+        // A barrier in a function matches only barriers in that same function: the threads
+        // not there skipped the call (or called another function) and wait elsewhere.
+        let functions = &ctx.l.module.functions;
+        let describe = |x: &Thread| {
+            let (file, line, _) = ctx.site(x.func, x.pc);
+            let f = &functions[x.func];
+            let what = if f.entry { "kernel" } else { "function" };
+            format!("{what} `{}` ({file}:{line})", f.name)
+        };
+        // Report the thread inside the deeper call, naming where the other one waits.
+        let (here, there) = if t.frames.len() > first.frames.len() {
+            (t, first)
+        } else {
+            (first, t)
+        };
+        return Err(ctx.error(
+            here,
+            ErrorKind::BarrierDivergence,
+            format!(
+                "this thread waits at bar.sync {id} in {} while thread {:?} waits at bar.sync {id} in {}: not every thread of the block reaches this barrier",
+                describe(here),
+                there.tid,
+                describe(there)
+            ),
+        ));
+    }
     if let Some(t) = threads.iter().find(|t| t.state != State::Barrier(id)) {
         return Err(ctx.error(
             t,
@@ -787,8 +1091,8 @@ fn resolve_warps(ctx: &mut Ctx<'_>, threads: &mut [Thread]) -> XResult<bool> {
         let Some(lead) = (w0..w1).find(|&i| threads[i].state == State::Warp) else {
             continue;
         };
-        let pc = threads[lead].pc;
-        let ins = &ctx.l.func.code[pc];
+        let (func, pc) = (threads[lead].func, threads[lead].pc);
+        let ins = &ctx.l.module.functions[func].code[pc];
         let mask_op = match &ins.op {
             Op::Shfl { mask, .. } | Op::Vote { mask, .. } => *mask,
             _ => unreachable!("only warp collectives wait in State::Warp"),
@@ -799,7 +1103,11 @@ fn resolve_warps(ctx: &mut Ctx<'_>, threads: &mut [Thread]) -> XResult<bool> {
                 continue;
             }
             let i = w0 + lane;
-            if i >= w1 || threads[i].state != State::Warp || threads[i].pc != pc {
+            if i >= w1
+                || threads[i].state != State::Warp
+                || threads[i].pc != pc
+                || threads[i].func != func
+            {
                 let who = if i < w1 {
                     format!("lane {lane} ({:?})", threads.get(i).map(|t| t.state))
                 } else {
@@ -915,11 +1223,42 @@ fn run_thread(
     shared: &mut Shared,
     mem: &mut Memory,
 ) -> XResult<()> {
-    let code = &ctx.l.func.code;
+    let functions = &ctx.l.module.functions;
+    // Runs one function at a time, switching at calls and returns.
+    loop {
+        let code = &functions[t.func].code;
+        match run_function(ctx, t, code, shared, mem)? {
+            Flow::Call => {
+                let Op::Call(c) = &code[t.pc].op else {
+                    unreachable!("Flow::Call comes from a call")
+                };
+                call(ctx, t, c)?;
+            }
+            Flow::Ret => {
+                if !ret(ctx, t)? {
+                    t.state = State::Exited;
+                    t.pc += 1;
+                    return Ok(());
+                }
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Runs the thread in its current function until it reaches a `call` or a `ret` (or the end of
+/// the body), `Flow::Call`/`Flow::Ret` with the pc there; or until it stops
+/// (`Flow::Stop`, with its state set).
+fn run_function(
+    ctx: &mut Ctx<'_>,
+    t: &mut Thread,
+    code: &[Instr],
+    shared: &mut Shared,
+    mem: &mut Memory,
+) -> XResult<Flow> {
     loop {
         let Some(ins) = code.get(t.pc) else {
-            t.state = State::Exited;
-            return Ok(());
+            return Ok(Flow::Ret);
         };
         ctx.instructions += 1;
         if let Some((p, negate)) = ins.guard {
@@ -936,8 +1275,9 @@ fn run_thread(
                 if s == State::Exited {
                     t.pc += 1;
                 }
-                return Ok(());
+                return Ok(Flow::Stop(s));
             }
+            flow => return Ok(flow),
         }
     }
 }
@@ -1076,6 +1416,41 @@ fn step(
             set(t, d, v);
         }
         Op::Ld {
+            ty,
+            d,
+            vec,
+            addr:
+                Addr {
+                    base: AddrBase::Local(off),
+                    offset,
+                },
+            ..
+        } => {
+            let size = ty.bytes();
+            for (k, &reg) in d.iter().take(vec as usize).enumerate() {
+                let v = ctx.read_local(t, off, offset + (k * size) as i64, size)?;
+                set(t, reg, v);
+            }
+        }
+        Op::St {
+            ty,
+            src,
+            vec,
+            addr:
+                Addr {
+                    base: AddrBase::Local(off),
+                    offset,
+                },
+            ..
+        } => {
+            let size = ty.bytes();
+            for (k, &operand) in src.iter().take(vec as usize).enumerate() {
+                let v = ctx.val(t, operand)?;
+                let a = ctx.local_range(t, off, offset + (k * size) as i64, size)?;
+                put_local(&mut t.local, &mut t.local_init, a, size, v);
+            }
+        }
+        Op::Ld {
             space,
             ty,
             d,
@@ -1208,6 +1583,8 @@ fn step(
             return Ok(Flow::Stop(State::Barrier(id)));
         }
         Op::Bra { target } => return Ok(Flow::Jump(target)),
+        Op::Call(_) => return Ok(Flow::Call),
+        Op::Ret => return Ok(Flow::Ret),
         Op::Exit => return Ok(Flow::Stop(State::Exited)),
         Op::Unsupported(ref s) => return Err(unsupported(ctx, t, format!("instruction `{s}`"))),
     }

@@ -125,6 +125,10 @@ pub enum AddrBase {
     Param(u32),
     /// A `.shared` variable (its offset in the shared window).
     Shared(u64),
+    /// A `.param` variable of the running function's frame: a `.func`'s `.param` parameters and
+    /// return values, and the `.param` variables a body declares to pass to a call (its byte
+    /// offset in the frame's parameter area).
+    Local(u32),
 }
 
 /// `[base + offset]`.
@@ -362,7 +366,11 @@ pub enum Op {
     Bar { id: Operand },
     /// `bra` to an instruction index.
     Bra { target: usize },
-    /// `ret` / `exit`.
+    /// `call` of a `.func`.
+    Call(Box<Call>),
+    /// `ret`: back to the caller, or the end of the thread in an entry.
+    Ret,
+    /// `exit`: the end of the thread, from any depth of calls.
     Exit,
     /// Something this interpreter does not implement; running it is an error.
     Unsupported(String),
@@ -375,10 +383,64 @@ pub struct Instr {
     pub guard: Option<(u16, bool)>,
     /// The operation.
     pub op: Op,
-    /// 1-based source line.
+    /// 1-based source line in its file.
     pub line: u32,
+    /// Its file, an index into [`Module::files`](crate::Module::files).
+    pub file: u16,
     /// The source text of the instruction, for error messages.
     pub text: String,
+}
+
+/// An argument of a `call`, or where the caller receives a return value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallArg {
+    /// A register or an immediate (for a return value: a register).
+    Value(Operand),
+    /// A `.param` variable of the caller's frame (`.param .b32 param0;` declared in its body).
+    Param { offset: u32, size: u32 },
+}
+
+/// A decoded `call`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// The callee, an index into [`Module::functions`](crate::Module::functions).
+    pub func: usize,
+    /// Where the callee's return values go, in the order of its return parameters.
+    pub rets: Vec<CallArg>,
+    /// The arguments, in the order of its parameters.
+    pub args: Vec<CallArg>,
+}
+
+/// Where a `.func` parameter or return value lives in the callee's frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormalLoc {
+    /// A `.reg` parameter: this register of the callee.
+    Reg(u16),
+    /// A `.param` parameter: bytes of the callee's parameter area.
+    Param { offset: u32, size: u32 },
+}
+
+/// A parameter or return value of a `.func`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Formal {
+    /// Its name.
+    pub name: String,
+    /// Its declared type (the element type of a `.param` array).
+    pub ty: Ty,
+    /// Where it lives.
+    pub loc: FormalLoc,
+}
+
+/// A `.param` variable of a function's frame (a `.func`'s `.param` parameters and return
+/// values, and `.param` variables declared in a body), for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalParam {
+    /// Its name.
+    pub name: String,
+    /// Its byte offset in the frame's parameter area.
+    pub offset: u32,
+    /// Its byte size.
+    pub size: u32,
 }
 
 /// A kernel parameter.
@@ -392,18 +454,30 @@ pub struct Param {
     pub offset: usize,
 }
 
-/// A decoded `.entry`.
+/// A decoded `.entry` or `.func`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Function {
-    /// The entry's name.
+    /// Its name.
     pub name: String,
-    /// Its parameters, in order.
+    /// `.entry` (a kernel) rather than `.func`.
+    pub entry: bool,
+    /// Whether it has a body (a `.func` prototype does not).
+    pub defined: bool,
+    /// An entry's parameters, in order.
     pub params: Vec<Param>,
-    /// Bytes of the parameter block.
+    /// Bytes of an entry's parameter block.
     pub param_bytes: usize,
+    /// A `.func`'s parameters, in order.
+    pub args: Vec<Formal>,
+    /// A `.func`'s return values, in order.
+    pub rets: Vec<Formal>,
+    /// Bytes of the frame's parameter area (see [`AddrBase::Local`]).
+    pub local_bytes: usize,
+    /// The variables of that area.
+    pub locals: Vec<LocalParam>,
     /// Register names by index.
     pub regs: Vec<String>,
-    /// Bytes of `.shared` memory per block.
+    /// Bytes of `.shared` memory per block (an entry's own and the module's).
     pub shared_bytes: usize,
     /// The body.
     pub code: Vec<Instr>,

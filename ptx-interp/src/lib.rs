@@ -3,15 +3,30 @@
 //!
 //! It parses the PTX the kernels use (see [`ir`]), and runs an entry point over a grid of
 //! blocks and threads: registers per thread, `.param` inputs (by-value structs too), `.global`
-//! memory as byte buffers, `.shared` memory per block, `bar.sync`, warps of 32 in lockstep for
-//! `shfl.sync`/`vote.sync`, atomics, predicates, branches with divergence and reconvergence,
-//! vector loads, `cvt` with rounding modes, f16/bf16 conversions, and the special registers.
+//! memory as byte buffers, `.shared` memory per block (declared in the entry or at module
+//! scope), `bar.sync`, warps of 32 in lockstep for `shfl.sync`/`vote.sync`, atomics,
+//! predicates, branches with divergence and reconvergence, vector loads, `cvt` with rounding
+//! modes, f16/bf16 conversions, and the special registers.
 //!
-//! While it runs it stops with an [`ExecError`] naming the kernel, the source line, the
-//! instruction, the block and the thread on: an out-of-bounds or misaligned global or shared
-//! access, a read of shared memory no thread wrote, a shared-memory race between two barriers, a
-//! barrier some thread of the block does not reach, a warp collective whose lanes are not all
-//! there, a read of a register never written, or an instruction it does not implement.
+//! It runs `.func` functions too: `call` (also `call.uni`, guarded, divergent) pushes a frame
+//! of the callee's registers with their own written-or-not shadow, its `.reg` parameters set
+//! from the arguments (registers or immediates) and its return values unwritten; `ret` pops it
+//! and copies the return values to the caller's registers. `.param`-space parameters and
+//! return values work as nvcc emits them (`st.param` into `.param` variables declared in a
+//! `{ }` call sequence, `ld.param` of `retval0`), with a written-or-not shadow of their own.
+//! Labels and declarations are local to their function (and `{ }` block); prototypes are
+//! accepted; calls nest up to [`MAX_CALL_DEPTH`] deep. A module can be parsed from several
+//! files joined ([`Module::parse_parts`]), every line reported in its own file.
+//!
+//! While it runs it stops with an [`ExecError`] naming the kernel, the function, the calls that
+//! led there, the source file and line, the instruction, the block and the thread on: an
+//! out-of-bounds or misaligned global or shared access, a read of shared memory no thread
+//! wrote, a shared-memory race between two barriers, a barrier some thread of the block does
+//! not reach (a `bar.sync` in a function matches only that function's barriers, so one called
+//! by part of the block is caught), a warp collective whose lanes are not all there, a read of
+//! a register or `.param` variable never written (a register passed as an argument must be
+//! written; a function must write every return value before its `ret`), or an instruction it
+//! does not implement.
 //!
 //! What it does not model: timing, caches, occupancy, the memory model beyond barriers (blocks
 //! run one after another and atomics are trivially sequential, so inter-block races on global
@@ -47,6 +62,10 @@ mod exec;
 pub mod ir;
 mod parse;
 
+/// The deepest nesting of calls a thread may reach; one call more is an
+/// [`ErrorKind::Unsupported`] error (unbounded recursion, most likely).
+pub const MAX_CALL_DEPTH: usize = exec::MAX_CALL_DEPTH;
+
 use std::fmt;
 
 pub use parse::ParseError;
@@ -54,25 +73,125 @@ pub use parse::ParseError;
 /// A parsed PTX module.
 #[derive(Clone, Debug)]
 pub struct Module {
-    /// The file name errors cite.
+    /// The file name errors cite (the first part's, for a module of several parts).
     pub file: String,
-    /// Its entry points.
+    /// Every file its parts come from, without repeats; [`ir::Instr::file`] indexes it.
+    pub files: Vec<String>,
+    /// Its `.entry` and `.func` functions, in the order of their first declaration.
     pub functions: Vec<ir::Function>,
 }
 
+/// A piece of PTX text from a file, for [`Module::parse_parts`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourcePart<'a> {
+    /// The file errors cite for the lines of this part.
+    pub file: &'a str,
+    /// The line of `file` that the first line of `text` is (1-based).
+    pub first_line: u32,
+    /// The text.
+    pub text: &'a str,
+}
+
+/// Where each line of a joined text comes from: per part, the first joined line, the file
+/// index and the line in that file.
+struct LineMap {
+    starts: Vec<(u32, u16, u32)>,
+}
+
+impl LineMap {
+    /// The file index and original line of 1-based joined line `line`.
+    fn map(&self, line: u32) -> (u16, u32) {
+        let i = self.starts.partition_point(|&(start, _, _)| start <= line);
+        match i.checked_sub(1).map(|i| self.starts[i]) {
+            Some((start, file, first)) => (file, first + (line - start)),
+            None => (self.starts.first().map_or(0, |s| s.1), line),
+        }
+    }
+}
+
 impl Module {
-    /// Parses PTX text; `file` names it in errors.
+    /// Parses PTX text; `file` names it in errors. One [`SourcePart`] starting at line 1.
     ///
     /// # Errors
-    /// The first syntax it cannot read, with its line.
+    /// The first syntax it cannot read, with its file and line.
     pub fn parse(file: &str, text: &str) -> Result<Module, ParseError> {
+        Module::parse_parts(&[SourcePart {
+            file,
+            first_line: 1,
+            text,
+        }])
+    }
+
+    /// Parses the concatenation of `parts`, in order, as one module (e.g. a kernel's
+    /// `.version`/`.target`/`.address_size` header, a file of shared `.func` helpers, and the
+    /// rest of the kernel). Every line the module reports — [`ParseError`]'s and
+    /// [`ExecError`]'s file and line, [`ir::Instr::file`]/[`ir::Instr::line`] — is the
+    /// original file and line of its part. A part not ending in a newline is followed by one.
+    ///
+    /// ```
+    /// use ptx_interp::{Module, SourcePart};
+    /// let header = ".version 8.0\n.target sm_80\n.address_size 64\n";
+    /// let helper = ".func (.reg .b32 %r) twice(.reg .b32 %x)\n{\n    add.u32 %r, %x, %x;\n    ret;\n}\n";
+    /// let kernel = ".visible .entry k()\n{\n    .reg .b32 %v;\n    call (%v), twice, (21);\n    ret;\n}\n";
+    /// let module = Module::parse_parts(&[
+    ///     SourcePart { file: "k.ptx", first_line: 1, text: header },
+    ///     SourcePart { file: "helpers.ptx", first_line: 1, text: helper },
+    ///     SourcePart { file: "k.ptx", first_line: 4, text: kernel },
+    /// ])
+    /// .unwrap();
+    /// let call = &module.function("k").unwrap().code[0];
+    /// assert_eq!((module.files[call.file as usize].as_str(), call.line), ("k.ptx", 7));
+    /// ```
+    ///
+    /// # Errors
+    /// The first syntax it cannot read, with the file and line of its part.
+    pub fn parse_parts(parts: &[SourcePart<'_>]) -> Result<Module, ParseError> {
+        let mut files: Vec<String> = Vec::new();
+        let mut text = String::new();
+        let mut map = LineMap { starts: Vec::new() };
+        let mut next_line = 1u32;
+        for p in parts {
+            let file = match files.iter().position(|f| f == p.file) {
+                Some(i) => i,
+                None => {
+                    files.push(p.file.to_string());
+                    files.len() - 1
+                }
+            };
+            let file = u16::try_from(file).map_err(|_| ParseError {
+                file: p.file.to_string(),
+                line: 0,
+                message: "too many files".into(),
+            })?;
+            map.starts.push((next_line, file, p.first_line));
+            text.push_str(p.text);
+            if !p.text.is_empty() && !p.text.ends_with('\n') {
+                text.push('\n');
+            }
+            let lines = p.text.lines().count() as u32;
+            next_line += lines;
+        }
+        let first = parts.first().map_or("", |p| p.file).to_string();
+        if files.is_empty() {
+            files.push(first.clone());
+        }
+        let mut functions = parse::parse_module(&text).map_err(|mut e| {
+            let (f, line) = map.map(e.line);
+            e.file = files[f as usize].clone();
+            e.line = line;
+            e
+        })?;
+        for ins in functions.iter_mut().flat_map(|f| f.code.iter_mut()) {
+            (ins.file, ins.line) = map.map(ins.line);
+        }
         Ok(Module {
-            file: file.to_string(),
-            functions: parse::parse_module(text)?,
+            file: first,
+            files,
+            functions,
         })
     }
 
-    /// The entry point called `name`.
+    /// The function (`.entry` or `.func`) called `name`.
     pub fn function(&self, name: &str) -> Option<&ir::Function> {
         self.functions.iter().find(|f| f.name == name)
     }
@@ -93,14 +212,27 @@ pub enum ErrorKind {
     BarrierDivergence,
     /// A `shfl.sync`/`vote.sync` whose mask names lanes that are not at it.
     WarpSync,
-    /// A register read before any write.
+    /// A register (or a frame's `.param` variable) read before any write, a call argument never
+    /// written, or a return value its function did not write before `ret`.
     UninitializedRegister,
     /// No thread can make progress.
     Deadlock,
-    /// An instruction or form this interpreter does not implement.
+    /// An instruction or form this interpreter does not implement (calls nested deeper than
+    /// [`MAX_CALL_DEPTH`] too).
     Unsupported,
     /// Wrong launch arguments.
     Launch,
+}
+
+/// A `call` that led to where an [`ExecError`] happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallSite {
+    /// The calling function (the entry point for the outermost call).
+    pub function: String,
+    /// The file of the `call`.
+    pub file: String,
+    /// Its line.
+    pub line: u32,
 }
 
 /// A stopped run: what happened, where and in which thread.
@@ -108,9 +240,13 @@ pub enum ErrorKind {
 pub struct ExecError {
     /// The entry point.
     pub kernel: String,
-    /// The PTX file.
+    /// The function the instruction is in: the entry point itself, or a `.func` it called.
+    pub function: String,
+    /// The calls that led there, innermost first (empty in the entry point itself).
+    pub called_from: Vec<CallSite>,
+    /// The PTX file of the instruction.
     pub file: String,
-    /// 1-based source line of the instruction.
+    /// 1-based source line of the instruction in that file.
     pub line: u32,
     /// The instruction's text.
     pub instruction: String,
@@ -126,18 +262,28 @@ pub struct ExecError {
 
 impl fmt::Display for ExecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.function == self.kernel {
+            write!(f, "{:?} in kernel {}", self.kind, self.kernel)?;
+        } else {
+            write!(
+                f,
+                "{:?} in function {} of kernel {}",
+                self.kind, self.function, self.kernel
+            )?;
+        }
         write!(
             f,
-            "{:?} in kernel {} at {}:{} `{}`, block {:?} thread {:?}: {}",
-            self.kind,
-            self.kernel,
-            self.file,
-            self.line,
-            self.instruction,
-            self.block,
-            self.thread,
-            self.message
-        )
+            " at {}:{} `{}`, block {:?} thread {:?}: {}",
+            self.file, self.line, self.instruction, self.block, self.thread, self.message
+        )?;
+        for (i, c) in self.called_from.iter().enumerate() {
+            let sep = if i == 0 { " (called from" } else { "," };
+            write!(f, "{sep} {} at {}:{}", c.function, c.file, c.line)?;
+        }
+        if !self.called_from.is_empty() {
+            write!(f, ")")?;
+        }
+        Ok(())
     }
 }
 
@@ -146,6 +292,8 @@ impl std::error::Error for ExecError {}
 fn launch_error(kernel: &str, file: &str, message: String) -> Box<ExecError> {
     Box::new(ExecError {
         kernel: kernel.to_string(),
+        function: kernel.to_string(),
+        called_from: Vec::new(),
         file: file.to_string(),
         line: 0,
         instruction: String::new(),
@@ -237,9 +385,12 @@ impl Machine {
         params: &[&[u8]],
     ) -> Result<u64, Box<ExecError>> {
         let file = module.file.as_str();
-        let func = module
-            .function(entry)
+        let index = module
+            .functions
+            .iter()
+            .position(|f| f.name == entry && f.entry)
             .ok_or_else(|| launch_error(entry, file, format!("no entry `{entry}` in {file}")))?;
+        let func = &module.functions[index];
         if params.len() != func.params.len() {
             return Err(launch_error(
                 entry,
@@ -281,8 +432,9 @@ impl Machine {
             }
         }
         let launch = exec::Launch {
+            module,
             func,
-            file,
+            entry: index,
             params: &block_params,
             grid,
             block,

@@ -1,15 +1,19 @@
 //! PTX text to [`Function`]s: a tokenizer and a parser for the directives and instructions the
-//! crate's kernels use. Anything else inside a function body becomes [`Op::Unsupported`], which
-//! is an error only if it runs.
+//! crate's kernels use, `.entry` and `.func` (with prototypes) and module-scope `.shared`.
+//! Anything else inside a function body becomes [`Op::Unsupported`], which is an error only if
+//! it runs. Line numbers are those of the text given; [`crate::Module::parse_parts`] maps them
+//! back to each part's file.
 
 use std::collections::HashMap;
 
 use crate::ir::*;
 
-/// A parse error with its line.
+/// A parse error with its file and line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {
-    /// 1-based line.
+    /// The file the line is in (the [`SourcePart::file`](crate::SourcePart::file) of its part).
+    pub file: String,
+    /// 1-based line in that file.
     pub line: u32,
     /// What went wrong.
     pub message: String,
@@ -17,7 +21,11 @@ pub struct ParseError {
 
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
+        if self.file.is_empty() {
+            write!(f, "line {}: {}", self.line, self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        }
     }
 }
 
@@ -96,6 +104,7 @@ impl Cursor {
     }
     fn next(&mut self) -> PResult<String> {
         let t = self.toks.get(self.pos).ok_or_else(|| ParseError {
+            file: String::new(),
             line: self.line(),
             message: "unexpected end of input".into(),
         })?;
@@ -109,6 +118,7 @@ impl Cursor {
             Ok(())
         } else {
             Err(ParseError {
+                file: String::new(),
                 line,
                 message: format!("expected `{want}`, found `{got}`"),
             })
@@ -124,11 +134,16 @@ impl Cursor {
     }
 }
 
-fn err<T>(line: u32, message: impl Into<String>) -> PResult<T> {
-    Err(ParseError {
+fn perr(line: u32, message: impl Into<String>) -> ParseError {
+    ParseError {
+        file: String::new(),
         line,
         message: message.into(),
-    })
+    }
+}
+
+fn err<T>(line: u32, message: impl Into<String>) -> PResult<T> {
+    Err(perr(line, message))
 }
 
 /// Parses an integer literal (decimal, `0x` hex, optional sign).
@@ -195,32 +210,99 @@ fn parse_special(s: &str) -> Option<Special> {
     })
 }
 
-/// Names in scope while parsing one function.
-struct Scope {
+/// One `{ }` block of a function body: the registers and `.param` variables it declares.
+#[derive(Default)]
+struct Block {
+    parent: Option<usize>,
     regs: HashMap<String, u16>,
-    reg_names: Vec<String>,
-    params: HashMap<String, (u32, usize)>,
-    shared: HashMap<String, u64>,
+    locals: HashMap<String, (u32, u32)>,
 }
 
-impl Scope {
+/// Names in scope while parsing one function.
+struct Scope<'m> {
+    /// Block 0 is the function's outermost one (with its `.reg` parameters).
+    blocks: Vec<Block>,
+    /// The block of the statement being decoded.
+    cur: usize,
+    reg_names: Vec<String>,
+    /// An entry's kernel parameters: byte offset and size in the parameter block.
+    params: HashMap<String, (u32, usize)>,
+    shared: HashMap<String, u64>,
+    /// The frame's `.param` variables.
+    locals: Vec<LocalParam>,
+    local_bytes: usize,
+    /// Every function of the module, for `call`.
+    module: &'m ModuleIndex,
+}
+
+/// The module's functions by name, with their signatures.
+struct ModuleIndex {
+    by_name: HashMap<String, usize>,
+    headers: Vec<Header>,
+}
+
+impl Scope<'_> {
+    fn find_reg(&self, name: &str) -> Option<u16> {
+        let mut b = Some(self.cur);
+        while let Some(i) = b {
+            if let Some(&r) = self.blocks[i].regs.get(name) {
+                return Some(r);
+            }
+            b = self.blocks[i].parent;
+        }
+        None
+    }
+    fn find_local(&self, name: &str) -> Option<(u32, u32)> {
+        let mut b = Some(self.cur);
+        while let Some(i) = b {
+            if let Some(&l) = self.blocks[i].locals.get(name) {
+                return Some(l);
+            }
+            b = self.blocks[i].parent;
+        }
+        None
+    }
     fn reg(&self, name: &str, line: u32) -> PResult<u16> {
-        match self.regs.get(name) {
-            Some(&r) => Ok(r),
+        match self.find_reg(name) {
+            Some(r) => Ok(r),
             None => err(line, format!("undeclared register `{name}`")),
         }
     }
-    fn declare(&mut self, name: String, line: u32) -> PResult<()> {
-        if self.regs.contains_key(&name) {
-            return err(line, format!("register `{name}` declared twice"));
+    /// Declares a register in the current block.
+    fn declare(&mut self, name: String, line: u32) -> PResult<u16> {
+        let block = &mut self.blocks[self.cur];
+        if block.regs.contains_key(&name) || block.locals.contains_key(&name) {
+            return err(line, format!("`{name}` declared twice"));
         }
-        let idx = u16::try_from(self.reg_names.len()).map_err(|_| ParseError {
-            line,
-            message: "too many registers".into(),
-        })?;
-        self.regs.insert(name.clone(), idx);
+        let idx = u16::try_from(self.reg_names.len())
+            .ok()
+            .filter(|&i| i < u16::MAX)
+            .ok_or_else(|| perr(line, "too many registers"))?;
+        block.regs.insert(name.clone(), idx);
         self.reg_names.push(name);
-        Ok(())
+        Ok(idx)
+    }
+    /// Declares a `.param` variable of the frame in the current block.
+    fn declare_local(
+        &mut self,
+        name: String,
+        size: usize,
+        align: usize,
+        line: u32,
+    ) -> PResult<(u32, u32)> {
+        let block = &mut self.blocks[self.cur];
+        if block.regs.contains_key(&name) || block.locals.contains_key(&name) {
+            return err(line, format!("`{name}` declared twice"));
+        }
+        let offset = self.local_bytes.div_ceil(align.max(1)) * align.max(1);
+        self.local_bytes = offset + size;
+        let (offset, size) = (
+            u32::try_from(offset).map_err(|_| perr(line, "parameter area too large"))?,
+            u32::try_from(size).map_err(|_| perr(line, "parameter too large"))?,
+        );
+        block.locals.insert(name.clone(), (offset, size));
+        self.locals.push(LocalParam { name, offset, size });
+        Ok((offset, size))
     }
 }
 
@@ -240,7 +322,7 @@ fn operand(scope: &Scope, raw: &Raw, ty: Ty, line: u32) -> PResult<Operand> {
     if let Some(sp) = parse_special(w) {
         return Ok(Operand::Special(sp));
     }
-    if let Some(&r) = scope.regs.get(w) {
+    if let Some(r) = scope.find_reg(w) {
         return Ok(Operand::Reg(r));
     }
     if let Some(&off) = scope.shared.get(w) {
@@ -264,6 +346,7 @@ fn address(scope: &Scope, raw: &Raw, line: u32) -> PResult<Addr> {
         return err(line, format!("expected an address `[...]`, found {raw:?}"));
     };
     let base_name = parts.first().ok_or_else(|| ParseError {
+        file: String::new(),
         line,
         message: "empty address".into(),
     })?;
@@ -279,14 +362,17 @@ fn address(scope: &Scope, raw: &Raw, line: u32) -> PResult<Addr> {
             .get(i + 1)
             .and_then(|s| parse_int(s))
             .ok_or_else(|| ParseError {
+                file: String::new(),
                 line,
                 message: "bad address offset".into(),
             })?;
         offset += sign * v as i64;
         i += 2;
     }
-    let base = if let Some(&r) = scope.regs.get(base_name) {
+    let base = if let Some(r) = scope.find_reg(base_name) {
         AddrBase::Reg(r)
+    } else if let Some((off, _)) = scope.find_local(base_name) {
+        AddrBase::Local(off)
     } else if let Some(&(off, _)) = scope.params.get(base_name) {
         AddrBase::Param(off)
     } else if let Some(&off) = scope.shared.get(base_name) {
@@ -319,6 +405,7 @@ impl<'a> Mods<'a> {
     }
     fn ty(&self, line: u32) -> PResult<Ty> {
         self.types().last().copied().ok_or_else(|| ParseError {
+            file: String::new(),
             line,
             message: "instruction has no type".into(),
         })
@@ -533,6 +620,7 @@ fn decode(
                 .iter()
                 .find_map(|m| cmp_of(m))
                 .ok_or_else(|| ParseError {
+                    file: String::new(),
                     line,
                     message: format!("`{opcode}`: no comparison"),
                 })?;
@@ -668,6 +756,7 @@ fn decode(
                 .iter()
                 .find_map(|m| atom_of(m))
                 .ok_or_else(|| ParseError {
+                    file: String::new(),
                     line,
                     message: format!("`{opcode}`: no atomic operation"),
                 })?;
@@ -770,12 +859,14 @@ fn decode(
                 return err(line, "bra needs a label");
             };
             let target = *labels.get(label).ok_or_else(|| ParseError {
+                file: String::new(),
                 line,
                 message: format!("unknown label `{label}`"),
             })?;
             Op::Bra { target }
         }
-        "ret" | "exit" => Op::Exit,
+        "ret" => Op::Ret,
+        "exit" => Op::Exit,
         _ => Op::Unsupported(opcode.to_string()),
     })
 }
@@ -839,38 +930,53 @@ fn raw_operands(toks: &[Tok]) -> PResult<Vec<Raw>> {
     Ok(out)
 }
 
-/// One statement of a function body.
+/// One statement of a function body, with the `{ }` block it is in.
 enum Stmt {
-    Label(String),
-    Decl(Vec<Tok>),
+    Label(String, u32),
+    Decl(Vec<Tok>, usize),
     Instr {
         guard: Option<(String, bool)>,
         opcode: String,
         operands: Vec<Tok>,
         line: u32,
         text: String,
+        block: usize,
     },
 }
 
-fn body_statements(cur: &mut Cursor) -> PResult<Vec<Stmt>> {
+/// The statements of a body up to its closing `}`, and its blocks' parents (block 0: the body).
+fn body_statements(cur: &mut Cursor) -> PResult<(Vec<Stmt>, Vec<Option<usize>>)> {
     let mut out = Vec::new();
+    let mut parents = vec![None];
+    let mut stack = vec![0usize];
     loop {
         let line = cur.line();
         let Some(first) = cur.peek().map(str::to_string) else {
             return err(line, "unterminated function body");
         };
+        let block = *stack.last().unwrap_or(&0);
         if first == "}" {
             cur.pos += 1;
-            return Ok(out);
+            stack.pop();
+            if stack.is_empty() {
+                return Ok((out, parents));
+            }
+            continue;
         }
-        if first == "{" || first == ";" {
-            // Nested braces only scope declarations; treat them as transparent.
+        if first == "{" {
+            // A nested block scopes the declarations in it (nvcc's call sequences).
+            cur.pos += 1;
+            parents.push(Some(block));
+            stack.push(parents.len() - 1);
+            continue;
+        }
+        if first == ";" {
             cur.pos += 1;
             continue;
         }
         if cur.toks.get(cur.pos + 1).is_some_and(|t| t.text == ":") && !first.starts_with('.') {
             cur.pos += 2;
-            out.push(Stmt::Label(first));
+            out.push(Stmt::Label(first, line));
             continue;
         }
         let mut toks = Vec::new();
@@ -882,7 +988,7 @@ fn body_statements(cur: &mut Cursor) -> PResult<Vec<Stmt>> {
             toks.push(t.clone());
         }
         if first.starts_with('.') {
-            out.push(Stmt::Decl(toks));
+            out.push(Stmt::Decl(toks, block));
             continue;
         }
         let text = toks
@@ -895,28 +1001,118 @@ fn body_statements(cur: &mut Cursor) -> PResult<Vec<Stmt>> {
             let negate = toks.get(1).is_some_and(|t| t.text == "!");
             let at = if negate { 2 } else { 1 };
             i = at + 1;
-            Some((toks[at].text.clone(), negate))
+            let reg = toks
+                .get(at)
+                .ok_or_else(|| perr(line, "guard without a predicate"))?;
+            Some((reg.text.clone(), negate))
         } else {
             None
         };
         let opcode = toks
             .get(i)
             .map(|t| t.text.clone())
-            .ok_or_else(|| ParseError {
-                line,
-                message: "missing opcode".into(),
-            })?;
+            .ok_or_else(|| perr(line, "missing opcode"))?;
         out.push(Stmt::Instr {
             guard,
             opcode,
             operands: toks[i + 1..].to_vec(),
             line,
             text,
+            block,
         });
     }
 }
 
-fn declare(scope: &mut Scope, toks: &[Tok], shared_bytes: &mut usize) -> PResult<()> {
+/// A variable declaration's parts: `[.align A] [.ptr .space ...] .type name[<N>][[N]]`.
+struct VarDecl {
+    ty: Ty,
+    name: String,
+    align: usize,
+    /// `name[N]`: an array of N.
+    count: Option<usize>,
+}
+
+/// Reads one variable from `toks` (after its state space).
+fn var_decl(toks: &[Tok], line: u32) -> PResult<VarDecl> {
+    let mut align = 0usize;
+    let mut ty = None;
+    let mut name = None;
+    let mut count = None;
+    let mut i = 0;
+    while i < toks.len() {
+        let t = toks[i].text.as_str();
+        match t {
+            ".align" => {
+                align = toks
+                    .get(i + 1)
+                    .and_then(|t| parse_int(&t.text))
+                    .ok_or_else(|| perr(line, "bad .align"))? as usize;
+                i += 2;
+            }
+            ".ptr" | ".global" | ".shared" | ".const" | ".local" => i += 1,
+            "[" => {
+                let n = match toks.get(i + 1).map(|t| t.text.as_str()) {
+                    Some("]") => {
+                        return err(line, "unsized arrays are not supported");
+                    }
+                    Some(s) => {
+                        parse_int(s).ok_or_else(|| perr(line, format!("bad array size `{s}`")))?
+                    }
+                    None => return err(line, "unclosed `[`"),
+                };
+                count = Some(n as usize);
+                i += 3;
+            }
+            _ if t.starts_with('.') => {
+                ty = Some(Ty::parse(&t[1..]).ok_or_else(|| perr(line, format!("bad type `{t}`")))?);
+                i += 1;
+            }
+            _ => {
+                if name.is_some() {
+                    return err(line, format!("unexpected `{t}` in a declaration"));
+                }
+                name = Some(t.to_string());
+                i += 1;
+            }
+        }
+    }
+    let (Some(ty), Some(name)) = (ty, name) else {
+        return err(line, "a declaration needs a type and a name");
+    };
+    Ok(VarDecl {
+        ty,
+        name,
+        align,
+        count,
+    })
+}
+
+/// Bytes of a `.param`/`.shared` variable and its alignment (the element size unless given).
+fn var_layout(v: &VarDecl) -> (usize, usize) {
+    let size = v.ty.bytes() * v.count.unwrap_or(1);
+    let align = if v.align == 0 { v.ty.bytes() } else { v.align };
+    (size, align.max(1))
+}
+
+/// Lays out a `.shared` declaration after `shared_bytes`; returns its name and offset.
+fn shared_decl(toks: &[Tok], shared_bytes: &mut usize) -> PResult<(String, u64)> {
+    let line = toks.first().map_or(0, |t| t.line);
+    let v =
+        var_decl(&toks[1..], line).map_err(|e| perr(line, format!(".shared: {}", e.message)))?;
+    let (size, _) = var_layout(&v);
+    // Shared variables are aligned as declared (byte-aligned when not).
+    let align = v.align.max(1);
+    let offset = shared_bytes.div_ceil(align) * align;
+    *shared_bytes = offset + size;
+    Ok((v.name, offset as u64))
+}
+
+fn declare(
+    scope: &mut Scope<'_>,
+    toks: &[Tok],
+    shared_bytes: &mut usize,
+    entry: bool,
+) -> PResult<()> {
     let line = toks.first().map_or(0, |t| t.line);
     let kind = toks[0].text.as_str();
     match kind {
@@ -929,10 +1125,7 @@ fn declare(scope: &mut Scope, toks: &[Tok], shared_bytes: &mut usize) -> PResult
                     let count = toks
                         .get(i + 2)
                         .and_then(|t| parse_int(&t.text))
-                        .ok_or_else(|| ParseError {
-                            line,
-                            message: "bad register range".into(),
-                        })?;
+                        .ok_or_else(|| perr(line, "bad register range"))?;
                     for k in 0..count {
                         scope.declare(format!("{name}{k}"), line)?;
                     }
@@ -947,127 +1140,176 @@ fn declare(scope: &mut Scope, toks: &[Tok], shared_bytes: &mut usize) -> PResult
             Ok(())
         }
         ".shared" => {
-            // .shared [.align A] .type name[N];
-            let mut align = 1usize;
-            let mut ty = None;
-            let mut name = None;
-            let mut count = 1usize;
-            let mut i = 1;
-            while i < toks.len() {
-                let t = toks[i].text.as_str();
-                if t == ".align" {
-                    align = toks
-                        .get(i + 1)
-                        .and_then(|t| parse_int(&t.text))
-                        .unwrap_or(1) as usize;
-                    i += 2;
-                } else if let Some(ty_) = t.strip_prefix('.').and_then(Ty::parse) {
-                    ty = Some(ty_);
-                    i += 1;
-                } else if t == "[" {
-                    count = toks
-                        .get(i + 1)
-                        .and_then(|t| parse_int(&t.text))
-                        .unwrap_or(1) as usize;
-                    i += 3;
-                } else {
-                    name = Some(t.to_string());
-                    i += 1;
-                }
+            if !entry {
+                return err(
+                    line,
+                    "`.shared` inside a .func: declare it at module scope or in an .entry",
+                );
             }
-            let (Some(ty), Some(name)) = (ty, name) else {
-                return err(line, "bad .shared declaration");
-            };
-            let offset = shared_bytes.div_ceil(align.max(1)) * align.max(1);
-            *shared_bytes = offset + ty.bytes() * count;
-            scope.shared.insert(name, offset as u64);
+            let (name, offset) = shared_decl(toks, shared_bytes)?;
+            scope.shared.insert(name, offset);
             Ok(())
         }
+        ".param" => {
+            let v = var_decl(&toks[1..], line)?;
+            let (size, align) = var_layout(&v);
+            scope.declare_local(v.name, size, align, line)?;
+            Ok(())
+        }
+        ".pragma" | ".loc" => Ok(()),
         _ => err(line, format!("unsupported declaration `{kind}`")),
     }
 }
 
-/// Parses every `.entry` of a PTX module.
-pub fn parse_module(src: &str) -> PResult<Vec<Function>> {
-    let lines: Vec<&str> = src.lines().collect();
-    let mut cur = Cursor {
-        toks: tokenize(src),
-        pos: 0,
-    };
-    let mut functions = Vec::new();
-    while let Some(t) = cur.peek().map(str::to_string) {
-        let line = cur.line();
-        match t.as_str() {
-            ".version" | ".target" | ".address_size" => {
-                cur.pos += 2;
-            }
-            ".visible" | ".weak" => {
-                cur.pos += 1;
-            }
-            ".entry" => {
-                cur.pos += 1;
-                functions.push(parse_entry(&mut cur, &lines)?);
-            }
-            other => return err(line, format!("unsupported module-level `{other}`")),
-        }
-    }
-    Ok(functions)
+/// A parsed signature, with the body still as statements.
+struct Header {
+    name: String,
+    entry: bool,
+    line: u32,
+    params: Vec<Param>,
+    param_bytes: usize,
+    args: Vec<Formal>,
+    rets: Vec<Formal>,
+    /// Register names of the `.reg` formals, by index.
+    formal_regs: Vec<String>,
+    locals: Vec<LocalParam>,
+    local_bytes: usize,
+    max_threads: Option<u32>,
+    body: Option<(Vec<Stmt>, Vec<Option<usize>>)>,
 }
 
-fn parse_entry(cur: &mut Cursor, lines: &[&str]) -> PResult<Function> {
-    let name = cur.next()?;
-    let mut scope = Scope {
-        regs: HashMap::new(),
-        reg_names: Vec::new(),
-        params: HashMap::new(),
-        shared: HashMap::new(),
-    };
-    let mut params = Vec::new();
-    let mut param_bytes = 0usize;
+/// One parenthesised parameter list: each parameter's space (`.reg`/`.param`) and declaration.
+fn param_list(cur: &mut Cursor) -> PResult<Vec<(String, VarDecl, u32)>> {
     cur.expect("(")?;
-    while !cur.eat(")") {
-        cur.eat(",");
+    let mut out = Vec::new();
+    loop {
+        if cur.eat(")") {
+            return Ok(out);
+        }
         let line = cur.line();
-        cur.expect(".param")?;
-        let mut align = 0usize;
-        let mut size = 0usize;
-        let mut pname = String::new();
-        loop {
-            let t = cur.next()?;
-            match t.as_str() {
-                ".align" => align = parse_int(&cur.next()?).unwrap_or(1) as usize,
-                "[" => {
-                    let count = parse_int(&cur.next()?).unwrap_or(0) as usize;
-                    cur.expect("]")?;
-                    size *= count;
-                }
-                _ if t.starts_with('.') => {
-                    let ty = Ty::parse(&t[1..]).ok_or_else(|| ParseError {
-                        line,
-                        message: format!("bad param type `{t}`"),
-                    })?;
-                    size = ty.bytes();
-                    if align == 0 {
-                        align = size;
-                    }
-                }
-                _ => pname = t,
+        let space = cur.next()?;
+        if space != ".reg" && space != ".param" {
+            return err(
+                line,
+                format!("expected `.param` or `.reg`, found `{space}`"),
+            );
+        }
+        let start = cur.pos;
+        let mut depth = 0;
+        while let Some(t) = cur.peek() {
+            match t {
+                "[" => depth += 1,
+                "]" => depth -= 1,
+                "," | ")" if depth == 0 => break,
+                _ => {}
             }
-            if matches!(cur.peek(), Some(",") | Some(")")) {
-                break;
+            cur.pos += 1;
+        }
+        let toks = cur.toks[start..cur.pos].to_vec();
+        out.push((space, var_decl(&toks, line)?, line));
+        cur.eat(",");
+    }
+}
+
+/// Parses an `.entry` or `.func` signature (after the keyword) and its body or `;`.
+fn parse_header(cur: &mut Cursor, entry: bool) -> PResult<Header> {
+    let line = cur.line();
+    let raw_rets = if !entry && cur.peek() == Some("(") {
+        param_list(cur)?
+    } else {
+        Vec::new()
+    };
+    let name = cur.next()?;
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == '$') {
+        return err(line, format!("bad function name `{name}`"));
+    }
+    let raw_args = if cur.peek() == Some("(") {
+        param_list(cur)?
+    } else {
+        Vec::new()
+    };
+    let mut h = Header {
+        name,
+        entry,
+        line,
+        params: Vec::new(),
+        param_bytes: 0,
+        args: Vec::new(),
+        rets: Vec::new(),
+        formal_regs: Vec::new(),
+        locals: Vec::new(),
+        local_bytes: 0,
+        max_threads: None,
+        body: None,
+    };
+    if entry {
+        for (space, v, line) in raw_args {
+            if space != ".param" {
+                return err(line, "an .entry's parameters are `.param`s");
+            }
+            let (size, align) = var_layout(&v);
+            let offset = h.param_bytes.div_ceil(align) * align;
+            h.param_bytes = offset + size;
+            h.params.push(Param {
+                name: v.name,
+                size,
+                offset,
+            });
+        }
+    } else {
+        for (is_ret, (space, v, line)) in raw_rets
+            .into_iter()
+            .map(|p| (true, p))
+            .chain(raw_args.into_iter().map(|p| (false, p)))
+        {
+            let known =
+                h.formal_regs.contains(&v.name) || h.locals.iter().any(|l| l.name == v.name);
+            if known {
+                return err(line, format!("parameter `{}` declared twice", v.name));
+            }
+            let loc = if space == ".reg" {
+                if v.count.is_some() {
+                    return err(line, "a `.reg` parameter cannot be an array");
+                }
+                let idx = h.formal_regs.len() as u16;
+                h.formal_regs.push(v.name.clone());
+                FormalLoc::Reg(idx)
+            } else {
+                let (size, align) = var_layout(&v);
+                let offset = h.local_bytes.div_ceil(align) * align;
+                h.local_bytes = offset + size;
+                let (offset, size) = (offset as u32, size as u32);
+                h.locals.push(LocalParam {
+                    name: v.name.clone(),
+                    offset,
+                    size,
+                });
+                FormalLoc::Param { offset, size }
+            };
+            let f = Formal {
+                name: v.name,
+                ty: v.ty,
+                loc,
+            };
+            if is_ret {
+                h.rets.push(f);
+            } else {
+                h.args.push(f);
             }
         }
-        let offset = param_bytes.div_ceil(align.max(1)) * align.max(1);
-        param_bytes = offset + size;
-        scope.params.insert(pname.clone(), (offset as u32, size));
-        params.push(Param {
-            name: pname,
-            size,
-            offset,
-        });
     }
-    let mut max_threads = None;
-    while cur.peek() != Some("{") {
+    // Attributes: `.maxntid`, `.reqntid`, `.noinline`, `.minnctapersm`, ...
+    loop {
+        let aline = cur.line();
+        match cur.peek() {
+            None => return err(aline, format!("`{}` has neither a body nor `;`", h.name)),
+            Some(";") => {
+                cur.pos += 1;
+                return Ok(h);
+            }
+            Some("{") => break,
+            Some(_) => {}
+        }
         let t = cur.next()?;
         if t == ".maxntid" || t == ".reqntid" {
             let mut n = 1u32;
@@ -1077,64 +1319,372 @@ fn parse_entry(cur: &mut Cursor, lines: &[&str]) -> PResult<Function> {
                     break;
                 }
             }
-            max_threads = Some(n);
+            h.max_threads = Some(n);
         }
     }
     cur.expect("{")?;
-    let stmts = body_statements(cur)?;
-    let mut shared_bytes = 0;
+    h.body = Some(body_statements(cur)?);
+    Ok(h)
+}
+
+/// Skips the rest of the current line (a one-line module directive).
+fn skip_line(cur: &mut Cursor) {
+    let line = cur.line();
+    while cur.toks.get(cur.pos).is_some_and(|t| t.line == line) {
+        cur.pos += 1;
+    }
+}
+
+/// Parses every `.entry` and `.func` of a PTX module. Lines are those of `src`.
+pub(crate) fn parse_module(src: &str) -> PResult<Vec<Function>> {
+    let lines: Vec<&str> = src.lines().collect();
+    let mut cur = Cursor {
+        toks: tokenize(src),
+        pos: 0,
+    };
+    let mut index = ModuleIndex {
+        by_name: HashMap::new(),
+        headers: Vec::new(),
+    };
+    let mut module_shared = HashMap::new();
+    let mut module_shared_bytes = 0usize;
+    while let Some(t) = cur.peek().map(str::to_string) {
+        let line = cur.line();
+        match t.as_str() {
+            ".version" | ".target" | ".address_size" => skip_line(&mut cur),
+            ".visible" | ".weak" | ".extern" => {
+                cur.pos += 1;
+            }
+            ".entry" | ".func" => {
+                cur.pos += 1;
+                let h = parse_header(&mut cur, t == ".entry")?;
+                match index.by_name.get(&h.name) {
+                    Some(&i) => {
+                        let old = &index.headers[i];
+                        if old.entry != h.entry
+                            || old.args.len() != h.args.len()
+                            || old.rets.len() != h.rets.len()
+                        {
+                            return err(
+                                line,
+                                format!("`{}` does not match its earlier declaration", h.name),
+                            );
+                        }
+                        if h.body.is_some() {
+                            if old.body.is_some() {
+                                return err(line, format!("`{}` defined twice", h.name));
+                            }
+                            index.headers[i] = h;
+                        }
+                    }
+                    None => {
+                        index.by_name.insert(h.name.clone(), index.headers.len());
+                        index.headers.push(h);
+                    }
+                }
+            }
+            ".shared" => {
+                let mut toks = Vec::new();
+                while let Some(t) = cur.toks.get(cur.pos) {
+                    cur.pos += 1;
+                    if t.text == ";" {
+                        break;
+                    }
+                    toks.push(t.clone());
+                }
+                let (name, offset) = shared_decl(&toks, &mut module_shared_bytes)?;
+                if module_shared.insert(name.clone(), offset).is_some() {
+                    return err(line, format!("`{name}` declared twice"));
+                }
+            }
+            ".pragma" => while cur.next()? != ";" {},
+            other => return err(line, format!("unsupported module-level `{other}`")),
+        }
+    }
+    let mut functions = Vec::with_capacity(index.headers.len());
+    for i in 0..index.headers.len() {
+        functions.push(build_function(
+            &index,
+            i,
+            &lines,
+            &module_shared,
+            module_shared_bytes,
+        )?);
+    }
+    Ok(functions)
+}
+
+/// Decodes the body of function `i` of the module.
+fn build_function(
+    index: &ModuleIndex,
+    i: usize,
+    lines: &[&str],
+    module_shared: &HashMap<String, u64>,
+    module_shared_bytes: usize,
+) -> PResult<Function> {
+    let h = &index.headers[i];
+    let mut scope = Scope {
+        blocks: vec![Block::default()],
+        cur: 0,
+        reg_names: Vec::new(),
+        params: h
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), (p.offset as u32, p.size)))
+            .collect(),
+        shared: module_shared.clone(),
+        locals: h.locals.clone(),
+        local_bytes: h.local_bytes,
+        module: index,
+    };
+    for name in &h.formal_regs {
+        scope.declare(name.clone(), h.line)?;
+    }
+    for l in &h.locals {
+        scope.blocks[0]
+            .locals
+            .insert(l.name.clone(), (l.offset, l.size));
+    }
+    let mut f = Function {
+        name: h.name.clone(),
+        entry: h.entry,
+        defined: h.body.is_some(),
+        params: h.params.clone(),
+        param_bytes: h.param_bytes,
+        args: h.args.clone(),
+        rets: h.rets.clone(),
+        local_bytes: 0,
+        locals: Vec::new(),
+        regs: Vec::new(),
+        shared_bytes: 0,
+        code: Vec::new(),
+        max_threads: h.max_threads,
+    };
+    let Some((stmts, parents)) = &h.body else {
+        f.regs = scope.reg_names;
+        f.local_bytes = scope.local_bytes;
+        f.locals = scope.locals;
+        return Ok(f);
+    };
+    for &parent in &parents[1..] {
+        scope.blocks.push(Block {
+            parent,
+            ..Block::default()
+        });
+    }
+    let mut shared_bytes = module_shared_bytes;
     let mut labels = HashMap::new();
     let mut count = 0usize;
-    for s in &stmts {
+    for s in stmts {
         match s {
-            Stmt::Decl(toks) => declare(&mut scope, toks, &mut shared_bytes)?,
-            Stmt::Label(l) => {
-                labels.insert(l.clone(), count);
+            Stmt::Decl(toks, block) => {
+                scope.cur = *block;
+                declare(&mut scope, toks, &mut shared_bytes, h.entry)?;
+            }
+            Stmt::Label(l, line) => {
+                if labels.insert(l.clone(), count).is_some() {
+                    return err(*line, format!("label `{l}` defined twice in `{}`", h.name));
+                }
             }
             Stmt::Instr { .. } => count += 1,
         }
     }
     let mut code = Vec::with_capacity(count);
     for s in stmts {
-        if let Stmt::Instr {
+        let Stmt::Instr {
             guard,
             opcode,
             operands,
             line,
             text,
+            block,
         } = s
-        {
-            let raw = raw_operands(&operands)?;
-            let op = decode(&scope, &opcode, &raw, line, &labels)?;
-            let guard = match guard {
-                Some((reg, negate)) => Some((scope.reg(&reg, line)?, negate)),
-                None => None,
-            };
-            // Quote the source line itself when it holds just this instruction.
-            let source = lines
-                .get(line as usize - 1)
-                .map(|l| l.trim().trim_end_matches(';').trim())
-                .unwrap_or("");
-            let text = if !source.is_empty() && !source.contains(';') {
-                source.to_string()
-            } else {
-                text
-            };
-            code.push(Instr {
-                guard,
-                op,
-                line,
-                text,
-            });
+        else {
+            continue;
+        };
+        let line = *line;
+        scope.cur = *block;
+        let op = if opcode == "call" || opcode.starts_with("call.") {
+            decode_call(&scope, operands, line)?
+        } else {
+            let raw = raw_operands(operands)?;
+            decode(&scope, opcode, &raw, line, &labels)?
+        };
+        let guard = match guard {
+            Some((reg, negate)) => Some((scope.reg(reg, line)?, *negate)),
+            None => None,
+        };
+        // Quote the source line itself when it holds just this instruction.
+        let source = lines
+            .get((line as usize).wrapping_sub(1))
+            .map(|l| l.trim().trim_end_matches(';').trim())
+            .unwrap_or("");
+        let text = if !source.is_empty() && !source.contains(';') {
+            source.to_string()
+        } else {
+            text.clone()
+        };
+        code.push(Instr {
+            guard,
+            op,
+            line,
+            file: 0,
+            text,
+        });
+    }
+    f.regs = scope.reg_names;
+    f.local_bytes = scope.local_bytes;
+    f.locals = scope.locals;
+    f.shared_bytes = if h.entry { shared_bytes } else { 0 };
+    f.code = code;
+    Ok(f)
+}
+
+/// An item of a call's operand list: a word, or a parenthesised list of words.
+enum CallItem {
+    Word(String),
+    List(Vec<String>),
+}
+
+/// Splits `call`'s operands: `[(rets),] name[, (args)]`.
+fn call_items(toks: &[Tok], line: u32) -> PResult<Vec<CallItem>> {
+    let mut items = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        if toks[i].text == "(" {
+            let mut list = Vec::new();
+            let mut word = String::new();
+            i += 1;
+            loop {
+                let Some(t) = toks.get(i) else {
+                    return err(line, "unclosed `(` in call");
+                };
+                i += 1;
+                match t.text.as_str() {
+                    ")" => break,
+                    "," => list.push(std::mem::take(&mut word)),
+                    w => word.push_str(w),
+                }
+            }
+            if !word.is_empty() || !list.is_empty() {
+                list.push(word);
+            }
+            items.push(CallItem::List(list));
+        } else {
+            let mut word = String::new();
+            while i < toks.len() && toks[i].text != "," {
+                word.push_str(&toks[i].text);
+                i += 1;
+            }
+            items.push(CallItem::Word(word));
+        }
+        if i < toks.len() {
+            if toks[i].text != "," {
+                return err(
+                    line,
+                    format!("expected `,` in call, found `{}`", toks[i].text),
+                );
+            }
+            i += 1;
         }
     }
-    Ok(Function {
-        name,
-        params,
-        param_bytes,
-        regs: scope.reg_names,
-        shared_bytes,
-        code,
-        max_threads,
-    })
+    Ok(items)
+}
+
+/// Decodes `call[.uni] [(rets),] name[, (args)]` against the callee's signature.
+fn decode_call(scope: &Scope<'_>, toks: &[Tok], line: u32) -> PResult<Op> {
+    let items = call_items(toks, line)?;
+    let (rets, name, args) = match items.as_slice() {
+        [CallItem::Word(n)] => (&[][..], n, &[][..]),
+        [CallItem::Word(n), CallItem::List(a)] => (&[][..], n, &a[..]),
+        [CallItem::List(r), CallItem::Word(n)] => (&r[..], n, &[][..]),
+        [CallItem::List(r), CallItem::Word(n), CallItem::List(a)] => (&r[..], n, &a[..]),
+        _ => {
+            return Ok(Op::Unsupported(
+                "call with a prototype or target list".into(),
+            ))
+        }
+    };
+    if scope.find_reg(name).is_some() {
+        return Ok(Op::Unsupported("indirect call through a register".into()));
+    }
+    let Some(&func) = scope.module.by_name.get(name.as_str()) else {
+        return err(line, format!("call to undeclared function `{name}`"));
+    };
+    let callee = &scope.module.headers[func];
+    if callee.entry {
+        return err(
+            line,
+            format!("`{name}` is an .entry, which cannot be called"),
+        );
+    }
+    if callee.body.is_none() {
+        return err(
+            line,
+            format!("calls `{name}`, which has no body in this module"),
+        );
+    }
+    if rets.len() != callee.rets.len() || args.len() != callee.args.len() {
+        return err(
+            line,
+            format!(
+                "`{name}` takes {} return value(s) and {} argument(s); the call passes {} and {}",
+                callee.rets.len(),
+                callee.args.len(),
+                rets.len(),
+                args.len()
+            ),
+        );
+    }
+    let arg = |w: &str, f: &Formal, ret: bool| -> PResult<CallArg> {
+        let fsize = match f.loc {
+            FormalLoc::Reg(_) => None,
+            FormalLoc::Param { size, .. } => Some(size),
+        };
+        if let Some((offset, size)) = scope.find_local(w) {
+            let fits = match fsize {
+                Some(fs) => fs == size,
+                None => size <= 8,
+            };
+            if !fits {
+                return err(
+                    line,
+                    format!(
+                        "`{w}` ({size} bytes) does not match parameter `{}` of `{name}`",
+                        f.name
+                    ),
+                );
+            }
+            return Ok(CallArg::Param { offset, size });
+        }
+        if fsize.is_some_and(|s| s > 8) {
+            return err(
+                line,
+                format!(
+                    "parameter `{}` of `{name}` takes a .param variable of its size",
+                    f.name
+                ),
+            );
+        }
+        if ret {
+            return Ok(CallArg::Value(Operand::Reg(scope.reg(w, line)?)));
+        }
+        Ok(CallArg::Value(operand(
+            scope,
+            &Raw::Word(w.to_string()),
+            f.ty,
+            line,
+        )?))
+    };
+    let rets = rets
+        .iter()
+        .zip(&callee.rets)
+        .map(|(w, f)| arg(w, f, true))
+        .collect::<PResult<Vec<_>>>()?;
+    let args = args
+        .iter()
+        .zip(&callee.args)
+        .map(|(w, f)| arg(w, f, false))
+        .collect::<PResult<Vec<_>>>()?;
+    Ok(Op::Call(Box::new(Call { func, rets, args })))
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use ptx_interp::ExecError;
-use ptx_interp::{Machine, Module};
+use ptx_interp::{Machine, Module, SourcePart};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -111,10 +111,16 @@ impl InterpDevice {
         if let Some(m) = modules.get(&kernel) {
             return Ok(Arc::clone(m));
         }
-        let file = format!("kernels/{}.ptx", kernel.stem());
-        let m = Arc::new(
-            Module::parse(&file, kernel.ptx()).map_err(|e| host_error(format!("{file}: {e}")))?,
-        );
+        // Parsed from its parts, so every error cites the original file and line
+        // (kernels/helpers.ptx or the kernel file).
+        let parts = kernel
+            .ptx_parts()
+            .map(|(file, first_line, text)| SourcePart {
+                file,
+                first_line,
+                text,
+            });
+        let m = Arc::new(Module::parse_parts(&parts).map_err(|e| host_error(e.to_string()))?);
         modules.insert(kernel, Arc::clone(&m));
         Ok(m)
     }

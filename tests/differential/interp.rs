@@ -206,3 +206,76 @@ fn deterministic_backward_is_bitwise_identical_under_shuffled_block_orders() {
         "shuffled block orders should reorder the atomic sums"
     );
 }
+
+/// The shared helpers run inside the real kernels with file and line of their own file: a
+/// table dtype code no helper branch handles (3) leaves `ultramem_table_load`'s return value
+/// unwritten, which the sanitizer reports at its `ret` in kernels/helpers.ptx, called from
+/// kernels/weighted_gather.ptx.
+#[test]
+fn a_sanitizer_error_inside_a_shared_helper_cites_kernels_helpers_ptx() {
+    use ultramem::gpu::{Gpu, Launch};
+    use ultramem::interp_backend::ExecError;
+    use ultramem::registry::KernelId;
+    use ultramem::{DType, Error};
+    let ip = InterpDevice::new();
+    // ValueParams (src/gpu/params.rs): tokens, slots, cores, table_rows, width, slice_width,
+    // chunks, grid_x, entries, activation, flags, dp, dv, table_dtype, pad, pad.
+    let words: [u32; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 3, 0, 0];
+    let (rows, w, table) = (
+        ip.upload_pod(&[0u32]),
+        ip.upload_pod(&[1.0f32]),
+        ip.upload_pod(&[1.0f32]),
+    );
+    let out = ip.upload_pod(&[0.0f32]);
+    let status = ip.upload_pod(&[0u32]);
+    let e = ip
+        .launch(&Launch {
+            kernel: KernelId::WeightedGather,
+            entry: "weighted_gather_forward",
+            table_dtype: DType::F32,
+            params: bytemuck::cast_slice(&words),
+            args: &[
+                Some(&rows),
+                Some(&w),
+                Some(&table),
+                None,
+                None,
+                Some(&out),
+                Some(&status),
+            ],
+            overrides: &[],
+            grid: (1, 1),
+            threads: 128,
+        })
+        .expect_err("dtype 3 writes no value");
+    let Error::Backend { source, .. } = e else {
+        panic!("not a backend error: {e}")
+    };
+    let x = source
+        .downcast_ref::<ExecError>()
+        .unwrap_or_else(|| panic!("not the interpreter's error: {source}"));
+    let helpers = KernelId::WeightedGather.ptx_parts()[0].2;
+    let ret_line = helpers
+        .lines()
+        .enumerate()
+        .skip_while(|(_, l)| !l.contains("ultramem_table_load("))
+        .find(|(_, l)| l.trim() == "ret;")
+        .map(|(i, _)| i as u32 + 1)
+        .unwrap();
+    assert_eq!(
+        (x.file.as_str(), x.line, x.function.as_str()),
+        ("kernels/helpers.ptx", ret_line, "ultramem_table_load"),
+        "{x}"
+    );
+    assert_eq!(x.called_from[0].file, "kernels/weighted_gather.ptx", "{x}");
+    let call_line = KernelId::WeightedGather.ptx_parts()[1]
+        .2
+        .lines()
+        .position(|l| l.contains("call (%v), ultramem_table_load"))
+        .unwrap() as u32
+        + 1;
+    assert_eq!(x.called_from[0].line, call_line, "{x}");
+    crate::common::loud(&format!(
+        "shared-helper error as the interpreter reports it: {x}"
+    ));
+}
