@@ -453,3 +453,219 @@ fn score_fn_codes_are_checked_and_softmax_matches_the_reference() {
     let want = reference::score_fn::forward(&d, ScoreFn::Softmax, &x).unwrap();
     assert_eq!(y, want.iter().map(|&v| v as f32).collect::<Vec<_>>());
 }
+
+/// One C function as a declaration lists it: name, return type, and (parameter name, type)s
+/// with C spelling (`const DLTensor *`, `int64_t`, `void *`).
+#[derive(Debug, PartialEq)]
+struct CDecl {
+    name: String,
+    ret: String,
+    params: Vec<(String, String)>,
+}
+
+/// The Rust `extern "C"` functions of `src/abi/mod.rs`, types translated to C.
+fn rust_decls(src: &str) -> Vec<CDecl> {
+    let c_type = |t: &str| -> String {
+        match t.trim() {
+            "*const DLTensor" => "const DLTensor *",
+            "*mut DLTensor" => "DLTensor *",
+            "*mut c_void" => "void *",
+            "*const c_char" => "const char *",
+            "i32" => "int32_t",
+            "i64" => "int64_t",
+            "u64" => "uint64_t",
+            other => panic!("no C spelling for the Rust type `{other}` in the ABI"),
+        }
+        .to_string()
+    };
+    let mut out = Vec::new();
+    for part in src.split("extern \"C\" fn ").skip(1) {
+        let name = part[..part.find('(').unwrap()].trim().to_string();
+        let close = part.find(')').unwrap();
+        let params = part[part.find('(').unwrap() + 1..close]
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                let (n, t) = p.split_once(':').unwrap();
+                (n.trim().to_string(), c_type(t))
+            })
+            .collect();
+        let ret = part[close + 1..]
+            .trim_start()
+            .strip_prefix("->")
+            .unwrap()
+            .split('{')
+            .next()
+            .unwrap();
+        out.push(CDecl {
+            name,
+            ret: c_type(ret),
+            params,
+        });
+    }
+    out
+}
+
+/// The function declarations of `include/ultramem.h`.
+fn header_decls(header: &str) -> Vec<CDecl> {
+    // Drop block comments, then preprocessor lines.
+    let mut text = String::new();
+    let mut rest = header;
+    while let Some(open) = rest.find("/*") {
+        text.push_str(&rest[..open]);
+        rest = rest[open..]
+            .find("*/")
+            .map_or("", |close| &rest[open + close + 2..]);
+    }
+    text.push_str(rest);
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut out = Vec::new();
+    for stmt in code.split(';') {
+        let Some(at) = stmt.find("ultramem_") else {
+            continue;
+        };
+        let Some(open) = stmt[at..].find('(') else {
+            continue;
+        };
+        let ret = stmt[..at].split_whitespace().collect::<Vec<_>>().join(" ");
+        if ret.is_empty() || ret.contains('}') {
+            continue;
+        }
+        let name = stmt[at..at + open].trim().to_string();
+        let inner = &stmt[at + open + 1..stmt.rfind(')').unwrap()];
+        let params = inner
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty() && *p != "void")
+            .map(|p| {
+                let split = p.rfind(|c: char| c == '*' || c == ' ').unwrap();
+                let (t, n) = p.split_at(split + 1);
+                let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+                // `DLTensor *` and `DLTensor*` are the same type.
+                (
+                    n.trim().to_string(),
+                    t.replace(" *", "*").replace('*', " *"),
+                )
+            })
+            .collect();
+        out.push(CDecl {
+            name,
+            ret: ret.replace(" *", "*").replace('*', " *"),
+            params,
+        });
+    }
+    out
+}
+
+/// The Python package's ctypes table: name → argument types (`_T` for a pointer).
+fn python_signatures(lib_py: &str) -> Vec<(String, Vec<String>)> {
+    let table = lib_py
+        .split("_SIGNATURES = {")
+        .nth(1)
+        .and_then(|t| t.split("\n}").next())
+        .expect("python/ultramem/_lib.py has a _SIGNATURES table");
+    table
+        .lines()
+        .filter_map(|l| {
+            let (name, args) = l.trim().split_once(':')?;
+            let args = args.trim().trim_end_matches(',');
+            let args = args.strip_prefix('[')?.strip_suffix(']')?;
+            Some((
+                name.trim().trim_matches('"').to_string(),
+                args.split(',').map(|a| a.trim().to_string()).collect(),
+            ))
+        })
+        .collect()
+}
+
+/// The C ABI's function list is declared three times — the Rust `extern "C"` functions, the C
+/// header and the Python ctypes table — and they agree: the same functions, parameter names and
+/// C types, the same ABI version and status codes. A change in one that the others lack fails
+/// here.
+#[test]
+fn the_header_and_the_python_table_match_the_rust_extern_functions() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let mut rust = rust_decls(&read("src/abi/mod.rs"));
+    let mut header = header_decls(&read("include/ultramem.h"));
+    rust.sort_by(|a, b| a.name.cmp(&b.name));
+    header.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(rust.len() >= 12, "{rust:?}");
+    assert_eq!(
+        header, rust,
+        "include/ultramem.h and src/abi/mod.rs declare different functions"
+    );
+    // Python: every function that takes arguments, each pointer as _T, integers by width.
+    let py = python_signatures(&read("python/ultramem/_lib.py"));
+    let want: Vec<(String, Vec<String>)> = rust
+        .iter()
+        .filter(|d| !d.params.is_empty())
+        .map(|d| {
+            let args = d
+                .params
+                .iter()
+                .map(|(_, t)| {
+                    match t.as_str() {
+                        t if t.ends_with('*') => "_T",
+                        "int32_t" => "_I32",
+                        "int64_t" => "_I64",
+                        "uint64_t" => "_U64",
+                        other => panic!("no ctypes spelling for {other}"),
+                    }
+                    .to_string()
+                })
+                .collect();
+            (d.name.clone(), args)
+        })
+        .collect();
+    let mut py_sorted = py.clone();
+    py_sorted.sort();
+    let mut want_sorted = want;
+    want_sorted.sort();
+    assert_eq!(
+        py_sorted, want_sorted,
+        "python/ultramem/_lib.py's _SIGNATURES and src/abi/mod.rs differ"
+    );
+    // The version and the status codes.
+    let header_text = read("include/ultramem.h");
+    let define = |name: &str| -> i32 {
+        header_text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("#define {name} ")))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("include/ultramem.h defines no {name}"))
+    };
+    for (name, value) in [
+        ("ULTRAMEM_ABI_VERSION", ULTRAMEM_ABI_VERSION),
+        ("ULTRAMEM_OK", ULTRAMEM_OK),
+        ("ULTRAMEM_ERR_SHAPE", ULTRAMEM_ERR_SHAPE),
+        (
+            "ULTRAMEM_ERR_INVALID_ARGUMENT",
+            ULTRAMEM_ERR_INVALID_ARGUMENT,
+        ),
+        (
+            "ULTRAMEM_ERR_INDEX_OUT_OF_RANGE",
+            ULTRAMEM_ERR_INDEX_OUT_OF_RANGE,
+        ),
+        ("ULTRAMEM_ERR_NON_FINITE", ULTRAMEM_ERR_NON_FINITE),
+        ("ULTRAMEM_ERR_UNSUPPORTED", ULTRAMEM_ERR_UNSUPPORTED),
+        ("ULTRAMEM_ERR_BACKEND", ULTRAMEM_ERR_BACKEND),
+        ("ULTRAMEM_ERR_INTERNAL", ULTRAMEM_ERR_INTERNAL),
+    ] {
+        assert_eq!(define(name), value, "{name} in include/ultramem.h");
+    }
+    let py_version = read("python/ultramem/_lib.py")
+        .lines()
+        .find_map(|l| l.strip_prefix("ABI_VERSION = "))
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .expect("python/ultramem/_lib.py sets ABI_VERSION");
+    assert_eq!(
+        py_version, ULTRAMEM_ABI_VERSION,
+        "the Python package's ABI_VERSION"
+    );
+}

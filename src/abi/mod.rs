@@ -210,7 +210,7 @@ fn count(op: &'static str, arg: &'static str, v: i64) -> Result<usize> {
     })
 }
 
-fn activation(op: &'static str, code: i32) -> Result<Activation> {
+fn activation_of(op: &'static str, code: i32) -> Result<Activation> {
     Ok(match code {
         0 => Activation::Identity,
         1 => Activation::Relu,
@@ -361,7 +361,7 @@ pub unsafe extern "C" fn ultramem_peer_ffn_forward(
     z: *const DLTensor,
     down: *const DLTensor,
     up: *const DLTensor,
-    activation_code: i32,
+    activation: i32,
     out: *mut DLTensor,
     stream: *mut c_void,
 ) -> i32 {
@@ -369,7 +369,7 @@ pub unsafe extern "C" fn ultramem_peer_ffn_forward(
     call(|| {
         let out = out.cast_const();
         views!(OP; rows, scores, z, down, up, out);
-        let act = activation(OP, activation_code)?;
+        let act = activation_of(OP, activation)?;
         on_cuda!(
             stream,
             [rows, scores, z, down, up],
@@ -405,7 +405,7 @@ pub unsafe extern "C" fn ultramem_peer_ffn_backward(
     z: *const DLTensor,
     down: *const DLTensor,
     up: *const DLTensor,
-    activation_code: i32,
+    activation: i32,
     dout: *const DLTensor,
     dz: *mut DLTensor,
     dscores: *mut DLTensor,
@@ -422,7 +422,7 @@ pub unsafe extern "C" fn ultramem_peer_ffn_backward(
             dup.cast_const(),
         );
         views!(OP; rows, scores, z, down, up, dout, dz, dscores, ddown, dup);
-        let act = activation(OP, activation_code)?;
+        let act = activation_of(OP, activation)?;
         on_cuda!(
             stream,
             [rows, scores, z, down, up, dout],
