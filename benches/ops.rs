@@ -404,7 +404,7 @@ fn matmul_bench(c: &mut Criterion) {
                 transpose_b: Transpose::Yes,
                 addend: None,
             };
-            let cost = args.validate().unwrap().cost(false);
+            let cost = args.validate().unwrap().cost();
             println!(
                 "matmul T={t} {d_in}->{d_out} on {dev}: {:.3e} bytes, {:.3e} FLOPs",
                 cost.bytes(),

@@ -60,7 +60,7 @@ fn run() -> ultramem::Result<bool> {
     let (params, init) = init_params(&cfg, scheme, 0)?;
     println!(
         "layer: D {} Dk {} n {} (N {}) m {} K1 {} Dp {} Dv {} R {} Cn {}; paper init: gain {:.3}, σ_s² {:.3}, σ_V {:.4}",
-        cfg.d_model, cfg.dk, cfg.n, cfg.rows(), cfg.m, cfg.k1, cfg.dp, cfg.dv, cfg.rank, cfg.cores,
+        cfg.d_model, cfg.dk, cfg.n, cfg.table_rows(), cfg.m, cfg.k1, cfg.dp, cfg.dv, cfg.rank, cfg.cores,
         init.gain, init.score_var, init.value_std
     );
 

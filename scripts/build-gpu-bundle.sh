@@ -25,7 +25,9 @@ with open(sys.argv[1]) as f:
             continue
         exe = msg.get("executable")
         target = msg.get("target", {})
-        if exe and target.get("kind") in (["test"], ["bench"], ["example"]) and target.get("name") in wanted:
+        # An example with `test = true` also builds its test harness: take the example itself.
+        example_test = target.get("kind") == ["example"] and msg.get("profile", {}).get("test")
+        if exe and not example_test and target.get("kind") in (["test"], ["bench"], ["example"]) and target.get("name") in wanted:
             shutil.copy(exe, f"gpu-bundle/{target['name']}")
             found.add(target["name"])
             print("bundled", target["name"])

@@ -133,7 +133,7 @@ pub use device::Device;
 pub use dims::additive_topk::AdditiveTopkDims;
 pub use dims::index_map::{IndexMapConfig, IndexMapDims};
 pub use dims::matmul::{MatmulDims, Transpose};
-pub use dims::moe_ffn::MoeFfnDims;
+pub use dims::moe_ffn::{GateNorm, MoeFfnDims};
 pub use dims::peer_ffn::{Activation, PeerFfnDims};
 pub use dims::rmsnorm::RmsNormDims;
 pub use dims::row_sort::RowSortDims;

@@ -542,7 +542,7 @@ fn header_decls(header: &str) -> Vec<CDecl> {
             .map(str::trim)
             .filter(|p| !p.is_empty() && *p != "void")
             .map(|p| {
-                let split = p.rfind(|c: char| c == '*' || c == ' ').unwrap();
+                let split = p.rfind(['*', ' ']).unwrap();
                 let (t, n) = p.split_at(split + 1);
                 let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
                 // `DLTensor *` and `DLTensor*` are the same type.

@@ -265,13 +265,13 @@ pub fn run_sweep(
     let (down, up) = (
         Tensor::from_vec(
             dev,
-            &[mem.rows(), mem.dp],
-            bf16s(&mut rng, mem.rows() * mem.dp, 0.02),
+            &[mem.table_rows(), mem.dp],
+            bf16s(&mut rng, mem.table_rows() * mem.dp, 0.02),
         )?,
         Tensor::from_vec(
             dev,
-            &[mem.rows(), mem.dv],
-            bf16s(&mut rng, mem.rows() * mem.dv, 0.02),
+            &[mem.table_rows(), mem.dv],
+            bf16s(&mut rng, mem.table_rows() * mem.dv, 0.02),
         )?,
     );
     drop(params);
@@ -314,7 +314,7 @@ pub fn run_sweep(
             });
             // Its value read alone, rows from the distribution.
             let slots = mem.heads * mem.m;
-            let ids = draw(&mut rng, cfg.dist, mem.rows(), b * slots);
+            let ids = draw(&mut rng, cfg.dist, mem.table_rows(), b * slots);
             let touched = count_distinct(&ids);
             let value_rows = Tensor::from_vec(dev, &[b, slots], ids)?;
             let scores = Tensor::from_vec(

@@ -5,9 +5,10 @@
 //! library is missing) and returns a typed error instead. Modules are loaded once per kernel
 //! file and cached; buffers are untyped `CudaSlice<u8>`s on the context's default stream.
 //!
-//! The crate's `unsafe` lives in two places: this module (cudarc's kernel launch, the
-//! `DeviceRepr` impl below, and borrowing a C ABI caller's device memory in `with_foreign`) and
-//! `abi/dlpack.rs` (reading a C ABI caller's host descriptors and memory).
+//! The crate's `unsafe` lives in this module (cudarc's kernel launch, the `DeviceRepr` impl
+//! below, and borrowing a C ABI caller's device memory in `with_foreign`) and in the C ABI
+//! (`abi/dlpack.rs` reads a caller's host descriptors and memory; `abi/mod.rs` calls those
+//! readers and `with_foreign` under each exported function's contract).
 #![allow(
     unsafe_code,
     reason = "the launch module: cudarc's kernel launch and its argument types are unsafe"

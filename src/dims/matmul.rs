@@ -69,15 +69,22 @@ impl MatmulDims {
         Ok(())
     }
 
-    /// Both operands read once, the result written once (and read once with an addend);
-    /// `2·M·N·K` FLOPs.
-    pub fn cost(&self, with_addend: bool) -> Cost {
+    /// Both operands read once, the result written once; `2·M·N·K` FLOPs.
+    pub fn cost(&self) -> Cost {
         let (m, n, k) = (self.m as f64, self.n as f64, self.k as f64);
-        let out = m * n * F32_BYTES as f64;
         Cost {
-            bytes_read: (m * k + k * n) * F32_BYTES as f64 + if with_addend { out } else { 0.0 },
-            bytes_written: out,
+            bytes_read: (m * k + k * n) * F32_BYTES as f64,
+            bytes_written: m * n * F32_BYTES as f64,
             flops: 2.0 * m * n * k,
+        }
+    }
+
+    /// [`MatmulDims::cost`] plus one read of the addend `[M, N]`.
+    pub fn cost_with_addend(&self) -> Cost {
+        let c = self.cost();
+        Cost {
+            bytes_read: c.bytes_read + c.bytes_written,
+            ..c
         }
     }
 

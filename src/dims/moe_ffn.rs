@@ -14,6 +14,17 @@ use crate::error::Result;
 
 const OP: &str = "moe_ffn";
 
+/// The gates of routing from logits: the chosen experts' softmax probabilities over all `E`
+/// experts (OLMoE), or those divided by their sum so each token's gates add to 1 (Mixtral).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum GateNorm {
+    /// The softmax probabilities as they are.
+    #[default]
+    Softmax,
+    /// Divided by their sum over the chosen `k`.
+    Renormalized,
+}
+
 /// The shapes of the routing arguments (see [`crate::MoeRouting`]).
 #[derive(Clone, Copy, Debug)]
 pub enum MoeRoutingShape<'a> {

@@ -81,7 +81,7 @@ impl ProductKeyConfig {
     }
 
     /// Table rows `n²`.
-    pub fn rows(&self) -> usize {
+    pub fn table_rows(&self) -> usize {
         self.n * self.n
     }
 
@@ -113,7 +113,7 @@ impl ProductKeyConfig {
             tokens,
             slots: self.heads * self.k,
             cores: 1,
-            table_rows: self.rows(),
+            table_rows: self.table_rows(),
             dv: self.d_model,
         }
     }
@@ -124,7 +124,7 @@ impl ProductKeyConfig {
             tokens,
             slots: self.heads * self.k,
             cores: 1,
-            table_rows: self.rows(),
+            table_rows: self.table_rows(),
             dp: self.d_model,
             dv: self.d_model,
         }
@@ -150,7 +150,7 @@ impl ProductKeyConfig {
             ProductKeyKind::Pkm => 1,
             ProductKeyKind::Peer => 2,
         };
-        (dense, tables * self.rows() * self.d_model)
+        (dense, tables * self.table_rows() * self.d_model)
     }
 }
 
@@ -187,9 +187,9 @@ impl ProductKeyParams<f32, f32> {
             .collect();
         let down = match cfg.kind {
             ProductKeyKind::Pkm => Vec::new(),
-            ProductKeyKind::Peer => f32s(rng.normals(cfg.rows() * d, std)),
+            ProductKeyKind::Peer => f32s(rng.normals(cfg.table_rows() * d, std)),
         };
-        let values = f32s(rng.normals(cfg.rows() * d, std));
+        let values = f32s(rng.normals(cfg.table_rows() * d, std));
         Ok(ProductKeyParams {
             w_q,
             keys,
@@ -206,7 +206,7 @@ impl<W: Float, V: Float> ProductKeyParams<W, V> {
     /// [`crate::Error::BufferSize`] naming the first wrong buffer.
     pub fn check(&self, cfg: &ProductKeyConfig) -> Result<()> {
         cfg.check()?;
-        let table = cfg.rows() * cfg.d_model;
+        let table = cfg.table_rows() * cfg.d_model;
         let down = match cfg.kind {
             ProductKeyKind::Pkm => 0,
             ProductKeyKind::Peer => table,

@@ -99,7 +99,7 @@ impl UltraMemV2Config {
     }
 
     /// Value-table rows `N`.
-    pub fn rows(&self) -> usize {
+    pub fn table_rows(&self) -> usize {
         self.map.total_rows as usize
     }
 
@@ -157,7 +157,7 @@ impl UltraMemV2Config {
             tokens,
             slots: self.heads * self.m,
             cores: self.cores,
-            table_rows: self.rows(),
+            table_rows: self.table_rows(),
             dp: self.dp,
             dv: self.dv,
         }
@@ -176,7 +176,7 @@ impl UltraMemV2Config {
             m: self.m,
             dp: self.dp,
             dv: self.dv,
-            table_rows: self.rows(),
+            table_rows: self.table_rows(),
             shuffle: self.shuffle,
         }
     }
@@ -189,7 +189,7 @@ impl UltraMemV2Config {
             + self.heads * self.cores * self.rank * self.rank
             + 2 * self.dk
             + (self.dp + self.dv) * self.d_model;
-        (dense, self.rows() * (self.dp + self.dv))
+        (dense, self.table_rows() * (self.dp + self.dv))
     }
 }
 
@@ -232,7 +232,7 @@ impl<W: Float, V: Float> UltraMemV2Params<W, V> {
     pub fn check(&self, cfg: &UltraMemV2Config) -> Result<()> {
         cfg.check()?;
         let (h, r, dk, d) = (cfg.heads, cfg.rank, cfg.dk, cfg.d_model);
-        let n_rows = cfg.rows();
+        let n_rows = cfg.table_rows();
         let want: [(&'static str, usize, usize); 11] = [
             ("w_q", self.w_q.len(), cfg.query_rows() * d),
             ("gamma_q", self.gamma_q.len(), dk),

@@ -9,7 +9,7 @@ use crate::registry::KernelId;
 
 const THREADS: u32 = 256;
 
-/// The flat slot indices `0..entries` sorted stably by `min(rows[slot], n_rows)`: the CSR order of
+/// The flat slot indices `0..entries` sorted stably by `min(rows[slot], table_rows)`: the CSR order of
 /// the deterministic backward. `entries` must be at least 1.
 pub(crate) fn sort_rows<G: Gpu>(
     gpu: &G,
@@ -58,7 +58,7 @@ pub(crate) fn sort_rows<G: Gpu>(
         &[Some(rows), None, None, Some(&keys[0]), Some(&vals[0]), None],
         (gx, gy),
     )?;
-    // Keys go up to n_rows (the sentinel), so that many bits need sorting, 8 per pass.
+    // Keys go up to table_rows (the sentinel), so that many bits need sorting, 8 per pass.
     let bits = 32 - table_rows.leading_zeros();
     let passes = bits.div_ceil(8).max(1);
     for pass in 0..passes {

@@ -152,7 +152,7 @@ pub fn init_params(
             (mean.powf(-0.25), std, score_var)
         }
     };
-    let n_rows = cfg.rows();
+    let n_rows = cfg.table_rows();
     let f32s = |v: Vec<f64>| -> Vec<f32> { v.into_iter().map(|x| x as f32).collect() };
     let params = UltraMemV2Params {
         w_q: f32s(w_q),

@@ -102,7 +102,7 @@ impl<V: Float> ProductKeyLayer<V> {
     ) -> Result<Self> {
         params.check(cfg)?;
         let (h, d) = (cfg.heads, cfg.d_model);
-        let table = [cfg.rows(), d];
+        let table = [cfg.table_rows(), d];
         Ok(ProductKeyLayer {
             cfg: *cfg,
             w_q: Tensor::from_slice(device, &[h * cfg.dk, d], &params.w_q)?,

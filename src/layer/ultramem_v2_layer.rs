@@ -140,8 +140,8 @@ impl<V: Float> UltraMemV2Layer<V> {
             u: up(&[h, r], &params.u)?,
             v: up(&[h, r], &params.v)?,
             w_pre: up(&[cfg.dp, d], &params.w_pre)?,
-            down: Tensor::from_slice(device, &[cfg.rows(), cfg.dp], &params.down)?,
-            up: Tensor::from_slice(device, &[cfg.rows(), cfg.dv], &params.up)?,
+            down: Tensor::from_slice(device, &[cfg.table_rows(), cfg.dp], &params.down)?,
+            up: Tensor::from_slice(device, &[cfg.table_rows(), cfg.dv], &params.up)?,
             w_out: up(&[d, cfg.dv], &params.w_out)?,
             shuffle: match &params.shuffle {
                 Some(s) => Some(Tensor::from_slice(device, &[s.len()], s)?),

@@ -9,7 +9,7 @@
 //! to sum to 1 (OLMoE does not renormalise; Mixtral does).
 
 use crate::device::on_device;
-use crate::dims::moe_ffn::{MoeFfnDims, MoeRoutingShape};
+use crate::dims::moe_ffn::{GateNorm, MoeFfnDims, MoeRoutingShape};
 use crate::dtype::Float;
 use crate::error::Result;
 #[cfg(gpu_backend)]
@@ -38,8 +38,8 @@ pub enum MoeRouting<'a> {
         logits: &'a Tensor<f32>,
         /// Experts per token.
         k: usize,
-        /// Divide the chosen gates by their sum.
-        renormalize: bool,
+        /// The gates: softmax probabilities, or renormalised over the chosen `k`.
+        gates: GateNorm,
     },
 }
 
@@ -125,11 +125,7 @@ pub fn moe_ffn<W: Float>(args: &MoeFfnArgs<'_, W>) -> Result<MoeFfnOutput> {
                     .map(|&g| f64::from(g))
                     .collect(),
             ),
-            MoeRouting::Softmax {
-                logits,
-                renormalize,
-                ..
-            } => reference::route(&dims, host(OP, "logits", logits)?, renormalize)?,
+            MoeRouting::Softmax { logits, gates, .. } => reference::route(&dims, host(OP, "logits", logits)?, gates)?,
         };
         let out = reference::forward(
             &dims,
@@ -152,12 +148,8 @@ pub fn moe_ffn<W: Float>(args: &MoeFfnArgs<'_, W>) -> Result<MoeFfnOutput> {
         // which keeps the router's top-k and tie-breaking exactly the reference's.
         let (experts, gates) = match args.routing {
             MoeRouting::Explicit { experts, gates } => (experts.try_clone()?, gates.try_clone()?),
-            MoeRouting::Softmax {
-                logits,
-                renormalize,
-                ..
-            } => {
-                let (e, w) = reference::route(&dims, &logits.to_vec()?, renormalize)?;
+            MoeRouting::Softmax { logits, gates, .. } => {
+                let (e, w) = reference::route(&dims, &logits.to_vec()?, gates)?;
                 (
                     Tensor::from_vec(&device, &routed, e)?,
                     Tensor::from_vec(&device, &routed, to_f32(w))?,

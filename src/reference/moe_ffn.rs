@@ -2,7 +2,7 @@
 
 use super::topk::top_k_of;
 use super::{check_finite, check_indices, check_len, dot};
-use crate::dims::moe_ffn::MoeFfnDims;
+use crate::dims::moe_ffn::{GateNorm, MoeFfnDims};
 use crate::dtype::Float;
 use crate::error::Result;
 
@@ -10,14 +10,14 @@ const OP: &str = "moe_ffn";
 
 /// Softmax top-k routing from `logits[T, E]`: returns `(experts[T,k], gates[T,k])`, the best
 /// `k` by logit (ties to the lower expert) with their softmax probabilities over all `E`,
-/// divided by their sum when `renormalize`.
+/// divided by their sum when `norm` is [`GateNorm::Renormalized`].
 ///
 /// # Errors
 /// Bad dims, a wrong slice length, a non-finite logit.
 pub fn route<L: Float>(
     d: &MoeFfnDims,
     logits: &[L],
-    renormalize: bool,
+    norm: GateNorm,
 ) -> Result<(Vec<u32>, Vec<f64>)> {
     d.check()?;
     check_len(OP, "logits", logits, d.tokens * d.experts)?;
@@ -30,9 +30,12 @@ pub fn route<L: Float>(
         let sum: f64 = l.iter().map(|&x| (x - max).exp()).sum();
         let chosen = top_k_of(&l, d.k);
         let p: Vec<f64> = chosen.iter().map(|&e| (l[e] - max).exp() / sum).collect();
-        let norm = if renormalize { p.iter().sum() } else { 1.0 };
+        let divisor = match norm {
+            GateNorm::Renormalized => p.iter().sum(),
+            GateNorm::Softmax => 1.0,
+        };
         experts.extend(chosen.iter().map(|&e| e as u32));
-        gates.extend(p.iter().map(|&g| g / norm));
+        gates.extend(p.iter().map(|&g| g / divisor));
     }
     Ok((experts, gates))
 }

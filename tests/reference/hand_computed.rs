@@ -405,11 +405,11 @@ fn moe_ffn_by_hand() {
     Tolerance::F32_OUTPUT.assert_close("moe explicit", &out_f64(&out.out), &[0.5 * e1 + 0.25 * e0]);
     // Logits [0, ln 3]: p = [.25, .75]; k = 1 picks expert 1 with gate .75 (1 if renormalised).
     let logits = cpu(&[1, 2], vec![0.0f32, 3f32.ln()]);
-    for (renormalize, gate) in [(false, 0.75), (true, 1.0)] {
+    for (gates, gate) in [(GateNorm::Softmax, 0.75), (GateNorm::Renormalized, 1.0)] {
         let routing = MoeRouting::Softmax {
             logits: &logits,
             k: 1,
-            renormalize,
+            gates,
         };
         let out = moe_ffn(&MoeFfnArgs {
             x: &x,

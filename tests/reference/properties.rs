@@ -349,7 +349,7 @@ proptest! {
         let w1 = rng.normals(e * f * dm, 1.0);
         let w3 = rng.normals(e * f * dm, 1.0);
         let w2 = rng.normals(e * dm * f, 1.0);
-        let (ids, gates) = moe_ffn::route(&d, &logits, false).unwrap();
+        let (ids, gates) = moe_ffn::route(&d, &logits, GateNorm::Softmax).unwrap();
         let out = moe_ffn::forward(&d, &x, &ids, &gates, &w1, &w3, &w2).unwrap();
         let one = MoeFfnDims { k: 1, ..d };
         let mut want = vec![0.0; t * dm];
