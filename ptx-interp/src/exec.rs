@@ -6,6 +6,7 @@
 //! lockstep. Shared memory is shadowed per byte for the sanitizer checks.
 
 use crate::ir::*;
+use crate::profile::{self, Prof};
 use crate::{CallSite, ErrorKind, ExecError, Module};
 
 /// Calls nested deeper than this are an error (unbounded recursion, most likely).
@@ -70,22 +71,31 @@ struct Frame {
     pc: usize,
 }
 
-struct Thread {
+pub(crate) struct Thread {
     /// The running function's frame (its `func`/`pc` fields unused: see below).
     regs: Vec<u64>,
     init: Vec<bool>,
     local: Vec<u8>,
     local_init: Vec<bool>,
     /// The running function (an index into the module's functions) and its pc.
-    func: usize,
-    pc: usize,
+    pub(crate) func: usize,
+    pub(crate) pc: usize,
     /// The callers' frames, innermost last.
     frames: Vec<Frame>,
     /// Frames of returned calls, kept to reuse their allocations.
     spare: Vec<Frame>,
     state: State,
     tid: [u32; 3],
-    linear: u32,
+    pub(crate) linear: u32,
+    /// The simulated clock of a profiled launch (0 otherwise): what `%clock` reads.
+    pub(crate) clock: u64,
+}
+
+impl Thread {
+    /// How many calls deep the thread is (0 in the entry point).
+    pub(crate) fn depth(&self) -> usize {
+        self.frames.len()
+    }
 }
 
 /// A thread that has touched a shared byte in the current epoch: `NONE`, a thread index + 1,
@@ -372,10 +382,12 @@ pub(crate) struct Launch<'a> {
     pub block: [u32; 3],
 }
 
-struct Ctx<'a> {
-    l: &'a Launch<'a>,
+pub(crate) struct Ctx<'a> {
+    pub(crate) l: &'a Launch<'a>,
     ctaid: [u32; 3],
     instructions: u64,
+    /// The profiler of a profiled launch.
+    pub(crate) prof: Option<&'a mut Prof>,
 }
 
 impl Ctx<'_> {
@@ -431,10 +443,12 @@ impl Ctx<'_> {
             Special::Nctaid(d) => g[d as usize],
             Special::Laneid => t.linear % 32,
             Special::Warpid => t.linear / 32,
+            Special::Clock => t.clock as u32,
+            Special::Clock64 => return t.clock,
         })
     }
 
-    fn val(&self, t: &Thread, o: Operand) -> XResult<u64> {
+    pub(crate) fn val(&self, t: &Thread, o: Operand) -> XResult<u64> {
         match o {
             Operand::Reg(r) => {
                 if !t.init[r as usize] {
@@ -454,7 +468,7 @@ impl Ctx<'_> {
     }
 
     #[inline(always)]
-    fn addr(&self, t: &Thread, a: Addr) -> XResult<u64> {
+    pub(crate) fn addr(&self, t: &Thread, a: Addr) -> XResult<u64> {
         let base = match a.base {
             AddrBase::Reg(r) => self.val(t, Operand::Reg(r))?,
             AddrBase::Param(off) => u64::from(off),
@@ -672,6 +686,7 @@ fn ret(ctx: &Ctx<'_>, t: &mut Thread) -> XResult<bool> {
     Ok(true)
 }
 
+#[inline(always)]
 fn set(t: &mut Thread, d: u16, v: u64) {
     t.regs[d as usize] = v;
     t.init[d as usize] = true;
@@ -918,6 +933,7 @@ fn float_un(op: UnOp, ty: Ty, a: u64, ftz: bool) -> Result<u64, String> {
             UnOp::Lg2 => x.log2(),
             UnOp::Sin => x.sin(),
             UnOp::Cos => x.cos(),
+            UnOp::Tanh => x.tanh(),
             _ => return Err(format!("{op:?}.f32")),
         };
         return Ok(bits32(if ftz { ftz32(r) } else { r }));
@@ -964,8 +980,14 @@ enum Flow {
     Stop(State),
 }
 
-/// Runs one block to completion.
-pub(crate) fn run_block(l: &Launch<'_>, ctaid: [u32; 3], mem: &mut Memory) -> XResult<u64> {
+/// Runs one block to completion; with `P`, while profiling it into `prof` (which must then be
+/// given). `P = false` compiles every profiling hook away.
+pub(crate) fn run_block<const P: bool>(
+    l: &Launch<'_>,
+    ctaid: [u32; 3],
+    mem: &mut Memory,
+    prof: Option<&mut Prof>,
+) -> XResult<u64> {
     let [bx, by, bz] = l.block;
     let n = (bx * by * bz) as usize;
     let nregs = l.func.regs.len();
@@ -983,6 +1005,7 @@ pub(crate) fn run_block(l: &Launch<'_>, ctaid: [u32; 3], mem: &mut Memory) -> XR
             state: State::Running,
             tid: [i % bx, (i / bx) % by, i / (bx * by)],
             linear: i,
+            clock: 0,
         })
         .collect();
     let mut shared = Shared::new(l.func.shared_bytes);
@@ -990,24 +1013,42 @@ pub(crate) fn run_block(l: &Launch<'_>, ctaid: [u32; 3], mem: &mut Memory) -> XR
         l,
         ctaid,
         instructions: 0,
+        prof,
     };
+    if P {
+        if let Some(p) = ctx.prof.as_deref_mut() {
+            p.start_block(n, nregs);
+        }
+    }
     loop {
         for t in threads.iter_mut() {
             if t.state == State::Running {
-                run_thread(&mut ctx, t, &mut shared, mem)?;
+                run_thread::<P>(&mut ctx, t, &mut shared, mem)?;
             }
         }
         if threads.iter().all(|t| t.state == State::Exited) {
+            if P {
+                if let Some(p) = ctx.prof.as_deref_mut() {
+                    let [gx, gy, _] = l.grid;
+                    let linear = ctaid[0] + ctaid[1] * gx + ctaid[2] * gx * gy;
+                    let clocks = threads.iter().map(|t| t.clock);
+                    p.finish_block(linear, clocks, ctx.instructions);
+                }
+            }
             return Ok(ctx.instructions);
         }
-        if resolve_warps(&mut ctx, &mut threads)? {
+        if resolve_warps::<P>(&mut ctx, &mut threads)? {
             continue;
         }
-        resolve_barrier(&mut ctx, &mut threads, &mut shared)?;
+        resolve_barrier::<P>(&mut ctx, &mut threads, &mut shared)?;
     }
 }
 
-fn resolve_barrier(ctx: &mut Ctx<'_>, threads: &mut [Thread], shared: &mut Shared) -> XResult<()> {
+fn resolve_barrier<const P: bool>(
+    ctx: &mut Ctx<'_>,
+    threads: &mut [Thread],
+    shared: &mut Shared,
+) -> XResult<()> {
     let Some(first) = threads
         .iter()
         .find(|t| matches!(t.state, State::Barrier(_)))
@@ -1075,6 +1116,11 @@ fn resolve_barrier(ctx: &mut Ctx<'_>, threads: &mut [Thread], shared: &mut Share
             ),
         ));
     }
+    if P {
+        if let Some(p) = ctx.prof.as_deref_mut() {
+            p.barrier(threads);
+        }
+    }
     for t in threads.iter_mut() {
         t.state = State::Running;
         t.pc += 1;
@@ -1084,7 +1130,7 @@ fn resolve_barrier(ctx: &mut Ctx<'_>, threads: &mut [Thread], shared: &mut Share
 }
 
 /// Executes every warp-collective instruction all of whose lanes have arrived; `true` if any.
-fn resolve_warps(ctx: &mut Ctx<'_>, threads: &mut [Thread]) -> XResult<bool> {
+fn resolve_warps<const P: bool>(ctx: &mut Ctx<'_>, threads: &mut [Thread]) -> XResult<bool> {
     let mut progressed = false;
     for w0 in (0..threads.len()).step_by(32) {
         let w1 = (w0 + 32).min(threads.len());
@@ -1093,11 +1139,12 @@ fn resolve_warps(ctx: &mut Ctx<'_>, threads: &mut [Thread]) -> XResult<bool> {
         };
         let (func, pc) = (threads[lead].func, threads[lead].pc);
         let ins = &ctx.l.module.functions[func].code[pc];
-        let mask_op = match &ins.op {
-            Op::Shfl { mask, .. } | Op::Vote { mask, .. } => *mask,
+        let lane_mask = match &ins.op {
+            Op::Shfl { mask, .. } | Op::Vote { mask, .. } => ctx.val(&threads[lead], *mask)? as u32,
+            // `.aligned` and warp-wide: every lane of the warp.
+            Op::Mma(_) => u32::MAX,
             _ => unreachable!("only warp collectives wait in State::Warp"),
         };
-        let lane_mask = ctx.val(&threads[lead], mask_op)? as u32;
         for lane in 0..32 {
             if lane_mask & (1 << lane) == 0 {
                 continue;
@@ -1204,9 +1251,15 @@ fn resolve_warps(ctx: &mut Ctx<'_>, threads: &mut [Thread]) -> XResult<bool> {
                     set(&mut threads[i], d, v);
                 }
             }
+            Op::Mma(m) => mma(ctx, threads, w0, &m)?,
             _ => unreachable!("checked above"),
         }
-        ctx.instructions += lanes.len() as u64;
+        if P {
+            if let Some(p) = ctx.prof.as_deref_mut() {
+                p.collective(threads, &lanes);
+            }
+        }
+        // (Each lane counted the instruction when it arrived, in `run_function`.)
         for &i in &lanes {
             threads[i].state = State::Running;
             threads[i].pc += 1;
@@ -1216,8 +1269,60 @@ fn resolve_warps(ctx: &mut Ctx<'_>, threads: &mut [Thread]) -> XResult<bool> {
     Ok(progressed)
 }
 
+/// `mma.sync.aligned` for the 32 lanes of the warp starting at thread `w0`, with the PTX ISA's
+/// fragment layouts (groupID = lane / 4, threadID_in_group = lane % 4): A's register `i` holds
+/// row groupID + 8·(i & 1), columns 2·threadID_in_group + 8·(i >> 1) (+1 in the high half); B's
+/// register `j` holds rows 2·threadID_in_group + 8·j (+1 in the high half) of column groupID; C's
+/// and D's value `i` is row groupID + 8·(i >> 1), column 2·threadID_in_group + (i & 1).
+/// Every D element is C's plus the products in order of k, each product exact in f32 (the
+/// inputs are bf16/f16) and each sum rounded to f32: `d = c; for k { d = d + a[r][k]·b[k][c] }`.
+fn mma(ctx: &Ctx<'_>, threads: &mut [Thread], w0: usize, m: &Mma) -> XResult<()> {
+    let half = |bits: u64| -> f32 {
+        let bits = bits as u16;
+        if m.ab == Ty::Bf16 {
+            half::bf16::from_bits(bits).to_f32()
+        } else {
+            half::f16::from_bits(bits).to_f32()
+        }
+    };
+    let mut a = [[0f32; 16]; 16];
+    let mut b = [[0f32; 8]; 16];
+    let mut c = [[0f32; 8]; 16];
+    for lane in 0..32 {
+        let t = &threads[w0 + lane];
+        let (g, q) = (lane / 4, lane % 4);
+        for (i, &r) in m.a[..m.shape.a_regs()].iter().enumerate() {
+            let v = ctx.val(t, Operand::Reg(r))?;
+            let (row, col) = (g + 8 * (i & 1), 2 * q + 8 * (i >> 1));
+            a[row][col] = half(v);
+            a[row][col + 1] = half(v >> 16);
+        }
+        for (j, &r) in m.b[..m.shape.b_regs()].iter().enumerate() {
+            let v = ctx.val(t, Operand::Reg(r))?;
+            let row = 2 * q + 8 * j;
+            b[row][g] = half(v);
+            b[row + 1][g] = half(v >> 16);
+        }
+        for (i, &o) in m.c.iter().enumerate() {
+            c[g + 8 * (i >> 1)][2 * q + (i & 1)] = f32_of(ctx.val(t, o)?);
+        }
+    }
+    for lane in 0..32 {
+        let (g, q) = (lane / 4, lane % 4);
+        for (i, &d) in m.d.iter().enumerate() {
+            let (row, col) = (g + 8 * (i >> 1), 2 * q + (i & 1));
+            let mut acc = c[row][col];
+            for (kk, bk) in b.iter().enumerate().take(m.shape.k()) {
+                acc += a[row][kk] * bk[col];
+            }
+            set(&mut threads[w0 + lane], d, bits32(acc));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a thread until it exits or reaches a synchronisation point.
-fn run_thread(
+fn run_thread<const P: bool>(
     ctx: &mut Ctx<'_>,
     t: &mut Thread,
     shared: &mut Shared,
@@ -1227,18 +1332,31 @@ fn run_thread(
     // Runs one function at a time, switching at calls and returns.
     loop {
         let code = &functions[t.func].code;
-        match run_function(ctx, t, code, shared, mem)? {
+        match run_function::<P>(ctx, t, code, shared, mem)? {
             Flow::Call => {
                 let Op::Call(c) = &code[t.pc].op else {
                     unreachable!("Flow::Call comes from a call")
                 };
                 call(ctx, t, c)?;
+                if P {
+                    if let Some(p) = ctx.prof.as_deref_mut() {
+                        p.called(t, &functions[t.func]);
+                    }
+                }
             }
             Flow::Ret => {
                 if !ret(ctx, t)? {
                     t.state = State::Exited;
                     t.pc += 1;
                     return Ok(());
+                }
+                if P {
+                    if let Some(p) = ctx.prof.as_deref_mut() {
+                        let Op::Call(c) = &functions[t.func].code[t.pc - 1].op else {
+                            unreachable!("a call returns after its call")
+                        };
+                        p.returned(t, c);
+                    }
                 }
             }
             _ => return Ok(()),
@@ -1249,7 +1367,7 @@ fn run_thread(
 /// Runs the thread in its current function until it reaches a `call` or a `ret` (or the end of
 /// the body), `Flow::Call`/`Flow::Ret` with the pc there; or until it stops
 /// (`Flow::Stop`, with its state set).
-fn run_function(
+fn run_function<const P: bool>(
     ctx: &mut Ctx<'_>,
     t: &mut Thread,
     code: &[Instr],
@@ -1263,9 +1381,17 @@ fn run_function(
         ctx.instructions += 1;
         if let Some((p, negate)) = ins.guard {
             if (ctx.val(t, Operand::Reg(p))? != 0) == negate {
+                if P {
+                    if let Some(prof) = ctx.prof.as_deref_mut() {
+                        prof.skipped(t, p);
+                    }
+                }
                 t.pc += 1;
                 continue;
             }
+        }
+        if P {
+            profile::executed(ctx, t)?;
         }
         match step(ctx, t, &ins.op, shared, mem)? {
             Flow::Next => t.pc += 1,
@@ -1286,6 +1412,9 @@ fn unsupported(ctx: &Ctx<'_>, t: &Thread, what: String) -> Box<ExecError> {
     ctx.error(t, ErrorKind::Unsupported, format!("unsupported: {what}"))
 }
 
+// Inlined into both instantiations of `run_function` (unprofiled and profiled): left to the
+// inliner, the second caller made it an out-of-line call and cost the unprofiled path ~25%.
+#[inline(always)]
 fn step(
     ctx: &mut Ctx<'_>,
     t: &mut Thread,
@@ -1577,7 +1706,7 @@ fn step(
                 set(t, d, old);
             }
         }
-        Op::Shfl { .. } | Op::Vote { .. } => return Ok(Flow::Stop(State::Warp)),
+        Op::Shfl { .. } | Op::Vote { .. } | Op::Mma(_) => return Ok(Flow::Stop(State::Warp)),
         Op::Bar { id } => {
             let id = ctx.val(t, id)? as u32;
             return Ok(Flow::Stop(State::Barrier(id)));

@@ -88,6 +88,10 @@ pub enum Special {
     Laneid,
     /// `%warpid`.
     Warpid,
+    /// `%clock` (32 bits): the thread's simulated cycle in a profiled launch, 0 otherwise.
+    Clock,
+    /// `%clock64`: the same in 64 bits.
+    Clock64,
 }
 
 /// A source operand.
@@ -177,6 +181,8 @@ pub enum UnOp {
     Lg2,
     Sin,
     Cos,
+    /// `tanh.approx.f32`.
+    Tanh,
 }
 
 /// Comparisons of `setp`.
@@ -362,6 +368,8 @@ pub enum Op {
         negate: bool,
         mask: Operand,
     },
+    /// `mma.sync.aligned` (a warp collective).
+    Mma(Box<Mma>),
     /// `bar.sync` / `barrier.sync`.
     Bar { id: Operand },
     /// `bra` to an instruction index.
@@ -374,6 +382,60 @@ pub enum Op {
     Exit,
     /// Something this interpreter does not implement; running it is an error.
     Unsupported(String),
+}
+
+/// The shapes of `mma.sync` implemented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmaShape {
+    /// `m16n8k16`: A is 16×16 (four `.b32` registers of pairs), B 16×8 (two).
+    M16n8k16,
+    /// `m16n8k8`: A is 16×8 (two registers), B 8×8 (one).
+    M16n8k8,
+}
+
+impl MmaShape {
+    /// K, the inner dimension.
+    pub fn k(self) -> usize {
+        match self {
+            MmaShape::M16n8k16 => 16,
+            MmaShape::M16n8k8 => 8,
+        }
+    }
+
+    /// `.b32` registers of A per lane.
+    pub fn a_regs(self) -> usize {
+        self.k() / 4
+    }
+
+    /// `.b32` registers of B per lane.
+    pub fn b_regs(self) -> usize {
+        self.k() / 8
+    }
+}
+
+/// A decoded `mma.sync.aligned.{m16n8k16,m16n8k8}.row.col.f32.{bf16,f16}.{bf16,f16}.f32`:
+/// D = A·B + C with the PTX ISA's fragment layouts ("Matrix Fragments for mma.m16n8k16 /
+/// m16n8k8" with floating-point types), every lane holding its part of each matrix. Each D
+/// element is computed as C's element plus the K products in order of k, every product exact in
+/// f32 (bf16/f16 inputs) and every sum rounded to f32 (round to nearest even):
+/// `d = c; for k in 0..K { d = d + a[row][k] * b[k][col] }`. Tensor cores sum differently
+/// (wider, in groups), so a result can differ from a GPU's in its last bits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mma {
+    /// The full opcode as written (shape and types), for profiles.
+    pub opcode: String,
+    pub shape: MmaShape,
+    /// The element type of A and B: [`Ty::Bf16`] or [`Ty::F16`], two per `.b32` register (the
+    /// lower-indexed element in the low 16 bits).
+    pub ab: Ty,
+    /// The four f32 registers of D.
+    pub d: [u16; 4],
+    /// A's registers (the first [`MmaShape::a_regs`]).
+    pub a: [u16; 4],
+    /// B's registers (the first [`MmaShape::b_regs`]).
+    pub b: [u16; 2],
+    /// C's four f32 values (registers or immediates).
+    pub c: [Operand; 4],
 }
 
 /// An instruction with its guard and source position.

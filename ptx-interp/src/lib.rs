@@ -4,7 +4,8 @@
 //! It parses the PTX the kernels use (see [`ir`]), and runs an entry point over a grid of
 //! blocks and threads: registers per thread, `.param` inputs (by-value structs too), `.global`
 //! memory as byte buffers, `.shared` memory per block (declared in the entry or at module
-//! scope), `bar.sync`, warps of 32 in lockstep for `shfl.sync`/`vote.sync`, atomics,
+//! scope), `bar.sync`, warps of 32 in lockstep for `shfl.sync`/`vote.sync` and `mma.sync`
+//! (`m16n8k16`/`m16n8k8`, bf16/f16 inputs, f32 accumulators; see [`ir::Mma`]), atomics,
 //! predicates, branches with divergence and reconvergence, vector loads, `cvt` with rounding
 //! modes, f16/bf16 conversions, and the special registers.
 //!
@@ -28,10 +29,18 @@
 //! written; a function must write every return value before its `ret`), or an instruction it
 //! does not implement.
 //!
-//! What it does not model: timing, caches, occupancy, the memory model beyond barriers (blocks
-//! run one after another and atomics are trivially sequential, so inter-block races on global
-//! memory and missing fences go unnoticed), the exact error of `.approx` instructions (it
-//! computes them exactly), and anything the driver's JIT would reject that ptxas accepts.
+//! [`Machine::launch_profiled`] runs a launch (or a sample of its blocks) while counting what a
+//! GPU performance model needs: warp-level instruction issues by class, global accesses with
+//! their sectors, shared-memory bank conflicts, loads in flight, and a latency-only clock
+//! simulation of each block's critical path (see [`profile`]). [`Machine::launch`] compiles
+//! those hooks away.
+//!
+//! What it does not model (outside the profile's latency-only clock): timing, caches,
+//! occupancy, the memory model beyond barriers (blocks run one after another and atomics are
+//! trivially sequential, so inter-block races on global memory and missing fences go
+//! unnoticed), the exact error of `.approx` instructions (it computes them exactly), the
+//! tensor cores' internal accumulation order (see [`ir::Mma`]), and anything the driver's JIT
+//! would reject that ptxas accepts.
 //!
 //! ```
 //! use ptx_interp::{Machine, Module};
@@ -61,6 +70,12 @@
 mod exec;
 pub mod ir;
 mod parse;
+pub mod profile;
+
+pub use profile::{
+    AccessKind, BlockProfile, InflightStats, InstrClass, Latencies, LaunchProfile, ProfileConfig,
+    StopRule, WarpAccess,
+};
 
 /// The deepest nesting of calls a thread may reach; one call more is an
 /// [`ErrorKind::Unsupported`] error (unbounded recursion, most likely).
@@ -384,61 +399,142 @@ impl Machine {
         block: [u32; 3],
         params: &[&[u8]],
     ) -> Result<u64, Box<ExecError>> {
-        let file = module.file.as_str();
-        let index = module
-            .functions
-            .iter()
-            .position(|f| f.name == entry && f.entry)
-            .ok_or_else(|| launch_error(entry, file, format!("no entry `{entry}` in {file}")))?;
-        let func = &module.functions[index];
-        if params.len() != func.params.len() {
-            return Err(launch_error(
-                entry,
-                file,
-                format!(
-                    "{} parameters given, {} declared",
-                    params.len(),
-                    func.params.len()
-                ),
-            ));
-        }
-        let mut block_params = vec![0u8; func.param_bytes];
-        for (p, bytes) in func.params.iter().zip(params) {
-            if bytes.len() != p.size {
-                return Err(launch_error(
-                    entry,
-                    file,
-                    format!(
-                        "parameter {} takes {} bytes, {} given",
-                        p.name,
-                        p.size,
-                        bytes.len()
-                    ),
-                ));
-            }
-            block_params[p.offset..p.offset + p.size].copy_from_slice(bytes);
-        }
-        let threads = block.iter().product::<u32>();
-        if threads == 0 || grid.contains(&0) {
-            return Err(launch_error(entry, file, "empty grid or block".into()));
-        }
-        if let Some(max) = func.max_threads {
-            if threads > max {
-                return Err(launch_error(
-                    entry,
-                    file,
-                    format!("{threads} threads per block, .maxntid allows {max}"),
-                ));
-            }
-        }
+        let (index, block_params) = prepare(module, entry, grid, block, params)?;
         let launch = exec::Launch {
             module,
-            func,
+            func: &module.functions[index],
             entry: index,
             params: &block_params,
             grid,
             block,
         };
+        let mut count = 0u64;
+        for b in self.block_order(grid) {
+            count += exec::run_block::<false>(&launch, b, &mut self.mem, None)?;
+        }
+        self.instructions += count;
+        Ok(count)
+    }
+
+    /// [`launch`](Machine::launch) while profiling: runs the blocks `cfg` selects (all by
+    /// default) and returns their counts — warp-level issues by [`InstrClass`], global accesses
+    /// with their sectors, shared-memory wavefronts, loads in flight at waits, and each block's
+    /// critical path in a clock simulation with `cfg.latency` (definitions in [`profile`]).
+    /// Several times slower than `launch`; `launch` itself is unaffected.
+    ///
+    /// ```
+    /// use ptx_interp::{InstrClass, Machine, Module, ProfileConfig};
+    /// let module = Module::parse("k.ptx", r#"
+    ///     .version 8.0
+    ///     .target sm_80
+    ///     .address_size 64
+    ///     .visible .entry k(.param .u64 p)
+    ///     {
+    ///         .reg .b32 %t, %v;
+    ///         .reg .b64 %a, %o;
+    ///         ld.param.u64 %a, [p];
+    ///         mov.u32 %t, %tid.x;
+    ///         mul.wide.u32 %o, %t, 4;
+    ///         add.u64 %a, %a, %o;
+    ///         ld.global.u32 %v, [%a];
+    ///         add.u32 %v, %v, 1;
+    ///         st.global.u32 [%a], %v;
+    ///         ret;
+    ///     }
+    /// "#).unwrap();
+    /// let mut m = Machine::new();
+    /// let buf = m.alloc(4 * 64);
+    /// let p = m
+    ///     .launch_profiled(&module, "k", [1, 1, 1], [64, 1, 1], &[&buf.to_le_bytes()],
+    ///         &ProfileConfig::default())
+    ///     .unwrap();
+    /// let b = &p.blocks[0];
+    /// assert_eq!(b.warps, 2);
+    /// assert_eq!(b.issued(InstrClass::GlobalLoad), 2); // one per warp
+    /// assert_eq!(b.global[0][0].sectors.len(), 4); // 32 lanes × 4 coalesced bytes
+    /// ```
+    ///
+    /// # Errors
+    /// The first [`ExecError`]; a block id outside the grid is an [`ErrorKind::Launch`] error.
+    pub fn launch_profiled(
+        &mut self,
+        module: &Module,
+        entry: &str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        params: &[&[u8]],
+        cfg: &ProfileConfig,
+    ) -> Result<LaunchProfile, Box<ExecError>> {
+        let (index, block_params) = prepare(module, entry, grid, block, params)?;
+        let launch = exec::Launch {
+            module,
+            func: &module.functions[index],
+            entry: index,
+            params: &block_params,
+            grid,
+            block,
+        };
+        let [gx, gy, gz] = grid;
+        let linear = |b: [u32; 3]| b[0] + b[1] * gx + b[2] * gx * gy;
+        let mut blocks = self.block_order(grid);
+        let mut selected = Vec::new();
+        if let Some(want) = &cfg.blocks {
+            let total = u64::from(gx) * u64::from(gy) * u64::from(gz);
+            if let Some(&bad) = want.iter().find(|&&b| u64::from(b) >= total) {
+                return Err(launch_error(
+                    entry,
+                    &module.file,
+                    format!("block {bad} is outside the grid of {total} blocks"),
+                ));
+            }
+            selected = vec![false; total as usize];
+            for &b in want {
+                selected[b as usize] = true;
+            }
+            if !cfg.run_others {
+                blocks.retain(|&b| selected[linear(b) as usize]);
+            }
+        }
+        // With a stop rule, the listed blocks run first, in the list's order.
+        if let (Some(want), Some(_)) = (&cfg.blocks, &cfg.stop) {
+            let by_id = |id: u32| [id % gx, (id / gx) % gy, id / (gx * gy)];
+            let mut listed: Vec<[u32; 3]> = Vec::with_capacity(want.len());
+            let mut seen = vec![false; selected.len()];
+            for &id in want {
+                if !std::mem::replace(&mut seen[id as usize], true) {
+                    listed.push(by_id(id));
+                }
+            }
+            blocks.retain(|&b| !selected[linear(b) as usize]);
+            listed.append(&mut blocks);
+            blocks = listed;
+        }
+        let mut prof = profile::Prof::new(module, index, cfg.latency);
+        let mut count = 0u64;
+        let mut others = 0u64;
+        let mut profiled = 0usize;
+        let mut stopped = false;
+        for b in blocks {
+            let listed = selected.is_empty() || selected[linear(b) as usize];
+            if listed && !stopped {
+                count += exec::run_block::<true>(&launch, b, &mut self.mem, Some(&mut prof))?;
+                profiled += 1;
+                stopped = cfg
+                    .stop
+                    .is_some_and(|s| profiled >= s.min_blocks && count >= s.thread_instructions);
+            } else if cfg.run_others {
+                others += exec::run_block::<false>(&launch, b, &mut self.mem, None)?;
+            }
+        }
+        self.instructions += count + others;
+        Ok(LaunchProfile {
+            thread_instructions: count,
+            blocks: prof.blocks,
+        })
+    }
+
+    /// The blocks of `grid` in the order they run: by id, or shuffled by `block_order_seed`.
+    fn block_order(&self, grid: [u32; 3]) -> Vec<[u32; 3]> {
         let mut blocks: Vec<[u32; 3]> = (0..grid[2])
             .flat_map(|z| (0..grid[1]).flat_map(move |y| (0..grid[0]).map(move |x| [x, y, z])))
             .collect();
@@ -457,11 +553,65 @@ impl Machine {
                 blocks.swap(i, j);
             }
         }
-        let mut count = 0u64;
-        for b in blocks {
-            count += exec::run_block(&launch, b, &mut self.mem)?;
-        }
-        self.instructions += count;
-        Ok(count)
+        blocks
     }
+}
+
+/// Checks a launch's entry, arguments and shape; returns the entry's index and the parameter
+/// block.
+fn prepare(
+    module: &Module,
+    entry: &str,
+    grid: [u32; 3],
+    block: [u32; 3],
+    params: &[&[u8]],
+) -> Result<(usize, Vec<u8>), Box<ExecError>> {
+    let file = module.file.as_str();
+    let index = module
+        .functions
+        .iter()
+        .position(|f| f.name == entry && f.entry)
+        .ok_or_else(|| launch_error(entry, file, format!("no entry `{entry}` in {file}")))?;
+    let func = &module.functions[index];
+    if params.len() != func.params.len() {
+        return Err(launch_error(
+            entry,
+            file,
+            format!(
+                "{} parameters given, {} declared",
+                params.len(),
+                func.params.len()
+            ),
+        ));
+    }
+    let mut block_params = vec![0u8; func.param_bytes];
+    for (p, bytes) in func.params.iter().zip(params) {
+        if bytes.len() != p.size {
+            return Err(launch_error(
+                entry,
+                file,
+                format!(
+                    "parameter {} takes {} bytes, {} given",
+                    p.name,
+                    p.size,
+                    bytes.len()
+                ),
+            ));
+        }
+        block_params[p.offset..p.offset + p.size].copy_from_slice(bytes);
+    }
+    let threads = block.iter().product::<u32>();
+    if threads == 0 || grid.contains(&0) {
+        return Err(launch_error(entry, file, "empty grid or block".into()));
+    }
+    if let Some(max) = func.max_threads {
+        if threads > max {
+            return Err(launch_error(
+                entry,
+                file,
+                format!("{threads} threads per block, .maxntid allows {max}"),
+            ));
+        }
+    }
+    Ok((index, block_params))
 }

@@ -206,6 +206,8 @@ fn parse_special(s: &str) -> Option<Special> {
         "%nctaid" => Special::Nctaid(dim(tail)?),
         "%laneid" if tail.is_empty() => Special::Laneid,
         "%warpid" if tail.is_empty() => Special::Warpid,
+        "%clock" if tail.is_empty() => Special::Clock,
+        "%clock64" if tail.is_empty() => Special::Clock64,
         _ => return None,
     })
 }
@@ -586,7 +588,7 @@ fn decode(
             }
         }
         "neg" | "abs" | "not" | "cnot" | "popc" | "clz" | "brev" | "rcp" | "sqrt" | "rsqrt"
-        | "ex2" | "lg2" | "sin" | "cos" => {
+        | "ex2" | "lg2" | "sin" | "cos" | "tanh" => {
             need(2)?;
             let ty = mods.ty(line)?;
             let op = match name {
@@ -603,6 +605,7 @@ fn decode(
                 "ex2" => UnOp::Ex2,
                 "lg2" => UnOp::Lg2,
                 "sin" => UnOp::Sin,
+                "tanh" => UnOp::Tanh,
                 _ => UnOp::Cos,
             };
             Op::Un {
@@ -865,10 +868,72 @@ fn decode(
             })?;
             Op::Bra { target }
         }
+        "mma" => decode_mma(scope, opcode, &mods, ops, line)?,
         "ret" => Op::Ret,
         "exit" => Op::Exit,
         _ => Op::Unsupported(opcode.to_string()),
     })
+}
+
+/// Decodes `mma.sync.aligned.{m16n8k16,m16n8k8}.row.col.f32.{bf16,f16}.{bf16,f16}.f32 {d},
+/// {a}, {b}, {c}`; other `mma` forms become [`Op::Unsupported`].
+fn decode_mma(scope: &Scope, opcode: &str, mods: &Mods, ops: &[Raw], line: u32) -> PResult<Op> {
+    let shape = if mods.has("m16n8k16") {
+        MmaShape::M16n8k16
+    } else if mods.has("m16n8k8") {
+        MmaShape::M16n8k8
+    } else {
+        return Ok(Op::Unsupported(opcode.to_string()));
+    };
+    let types = mods.types();
+    let ab = match types.as_slice() {
+        [Ty::F32, Ty::Bf16, Ty::Bf16, Ty::F32] => Ty::Bf16,
+        [Ty::F32, Ty::F16, Ty::F16, Ty::F32] => Ty::F16,
+        _ => return Ok(Op::Unsupported(opcode.to_string())),
+    };
+    if !(mods.has("sync") && mods.has("aligned") && mods.has("row") && mods.has("col")) {
+        return Ok(Op::Unsupported(opcode.to_string()));
+    }
+    if ops.len() != 4 {
+        return err(
+            line,
+            format!("`{opcode}` takes 4 operands, found {}", ops.len()),
+        );
+    }
+    let regs = |i: usize, n: usize, what: &str| -> PResult<Vec<u16>> {
+        let r = vector_regs(scope, &ops[i], line)?;
+        if r.len() != n {
+            return err(
+                line,
+                format!("`{opcode}`: {what} takes {n} registers, found {}", r.len()),
+            );
+        }
+        Ok(r)
+    };
+    let d = regs(0, 4, "D")?;
+    let a = regs(1, shape.a_regs(), "A")?;
+    let b = regs(2, shape.b_regs(), "B")?;
+    let c: Vec<Operand> = match &ops[3] {
+        Raw::Vector(items) if items.len() == 4 => items
+            .iter()
+            .map(|w| operand(scope, &Raw::Word(w.clone()), Ty::F32, line))
+            .collect::<PResult<_>>()?,
+        _ => return err(line, format!("`{opcode}`: C takes 4 values")),
+    };
+    let mut m = Mma {
+        opcode: opcode.to_string(),
+        shape,
+        ab,
+        d: [0; 4],
+        a: [0; 4],
+        b: [0; 2],
+        c: [Operand::Imm(0); 4],
+    };
+    m.d.copy_from_slice(&d);
+    m.a[..a.len()].copy_from_slice(&a);
+    m.b[..b.len()].copy_from_slice(&b);
+    m.c.copy_from_slice(&c);
+    Ok(Op::Mma(Box::new(m)))
 }
 
 /// Groups the tokens of one instruction's operand list.
