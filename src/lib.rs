@@ -115,6 +115,8 @@ pub mod gpu;
 #[cfg(feature = "ptx-interp")]
 pub mod interp_backend;
 pub mod layer;
+#[cfg(feature = "model")]
+pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod registry;

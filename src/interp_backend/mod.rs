@@ -9,13 +9,13 @@
 //! [`Error::Backend`] whose source is the interpreter's [`ExecError`] with kernel, file, line,
 //! instruction, block and thread.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use ptx_interp::ExecError;
-use ptx_interp::{Machine, Module, SourcePart};
+use ptx_interp::{LaunchProfile, Machine, Module, ProfileConfig, SourcePart};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -49,6 +49,159 @@ pub struct InterpDevice {
     sync: SyncState<InterpBuffer>,
     instructions: AtomicU64,
     nanos: AtomicU64,
+    profiling: Option<Profiling>,
+}
+
+/// What a [`BlockSampler`] is asked.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleQuery<'a> {
+    /// The entry.
+    pub entry: &'a str,
+    /// Blocks in the grid.
+    pub grid_blocks: u32,
+    /// The blocks that do work, ascending, when a [`WorkOracle`] knows them (the others leave
+    /// at once).
+    pub working: Option<&'a [u32]>,
+}
+
+/// Which blocks of a launch a profiling device profiles, and what each stands for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SampleChoice {
+    /// `None` for every block, or the linear block ids to profile (in the order to profile
+    /// them when `stop` is set).
+    pub blocks: Option<Vec<u32>>,
+    /// With `blocks`: the stratum weight of each listed block (parallel to `blocks`): listed
+    /// blocks of equal weight form a stratum of `weight × count` grid blocks. `None`: one
+    /// stratum, the whole grid.
+    pub weights: Option<Vec<f64>>,
+    /// Whether the blocks not profiled run anyway (unprofiled, so later launches read complete
+    /// outputs) or not at all.
+    pub run_others: bool,
+    /// When to stop profiling the listed blocks.
+    pub stop: Option<ptx_interp::StopRule>,
+}
+
+/// How many grid blocks each block that ran stands for: per stratum of `listed` (equal
+/// `weights`, or one stratum of the whole grid), the stratum's size over its blocks that ran.
+fn stratum_weights(
+    listed: &[u32],
+    weights: Option<&[f64]>,
+    grid_blocks: u32,
+    ran: &[u32],
+) -> Vec<(u32, f64)> {
+    let uniform = vec![f64::from(grid_blocks) / listed.len().max(1) as f64; listed.len()];
+    let weights = weights.unwrap_or(&uniform);
+    let ran: std::collections::HashSet<u32> = ran.iter().copied().collect();
+    // (weight, listed, ran) per stratum.
+    let mut strata: Vec<(f64, usize, usize)> = Vec::new();
+    for (b, &w) in listed.iter().zip(weights) {
+        let i = match strata.iter().position(|s| s.0 == w) {
+            Some(i) => i,
+            None => {
+                strata.push((w, 0, 0));
+                strata.len() - 1
+            }
+        };
+        strata[i].1 += 1;
+        strata[i].2 += usize::from(ran.contains(b));
+    }
+    listed
+        .iter()
+        .zip(weights)
+        .filter(|(b, _)| ran.contains(b))
+        .map(|(&b, &w)| {
+            let (_, n_listed, n_ran) = strata
+                .iter()
+                .find(|s| s.0 == w)
+                .copied()
+                .unwrap_or((w, 1, 1));
+            (b, w * n_listed as f64 / n_ran.max(1) as f64)
+        })
+        .collect()
+}
+
+/// Picks the blocks to profile.
+pub type BlockSampler = Box<dyn Fn(&SampleQuery<'_>) -> SampleChoice + Send + Sync>;
+
+/// The blocks of a launch that do work, from its parameter block, buffer addresses (0 for none)
+/// and memory: `None` when not known for the entry.
+pub type WorkOracle = Box<
+    dyn Fn(&str, &[u8], &[u64], u32, &mut Machine) -> Option<std::result::Result<Vec<u32>, String>>
+        + Send
+        + Sync,
+>;
+
+/// Writes a sampled launch's whole output on the host: given the entry, the parameter block and
+/// the buffer addresses (0 for none), `None` when the entry has no such twin, else whether it
+/// succeeded. Launches with a twin run only their profiled blocks.
+pub type OutputTwin = Box<
+    dyn Fn(&str, &[u8], &[u64], &mut Machine) -> Option<std::result::Result<(), String>>
+        + Send
+        + Sync,
+>;
+
+/// How a profiling device ([`InterpDevice::profiling`]) runs launches.
+pub struct ProfileOptions {
+    /// The blocks each launch runs.
+    pub sampler: BlockSampler,
+    /// Completes the outputs of sampled launches whose later readers need them whole.
+    pub twin: Option<OutputTwin>,
+    /// Which blocks of a launch do work, where most leave at once (for stratified sampling).
+    pub work: Option<WorkOracle>,
+    /// The interpreter's profile settings (its latencies); `blocks` is set per launch from
+    /// `sampler`.
+    pub config: ProfileConfig,
+}
+
+struct Profiling {
+    options: ProfileOptions,
+    records: Mutex<Vec<Record>>,
+    /// Live and freed allocations: start address → bytes (addresses are never reused).
+    allocations: Mutex<BTreeMap<u64, usize>>,
+}
+
+/// What a profiling device saw, in order.
+#[derive(Debug)]
+pub enum Record {
+    /// A kernel launch and its profile.
+    Launch(Box<LaunchRecord>),
+    /// A device-to-device copy of this many bytes.
+    Copy {
+        /// Bytes copied.
+        bytes: usize,
+    },
+    /// A read back to the host (the host waits for the device): this many bytes.
+    Download {
+        /// Bytes read.
+        bytes: usize,
+    },
+    /// A host upload of this many bytes.
+    Upload {
+        /// Bytes written.
+        bytes: usize,
+    },
+}
+
+/// One profiled launch.
+#[derive(Debug)]
+pub struct LaunchRecord {
+    /// The kernel file.
+    pub kernel: KernelId,
+    /// The entry.
+    pub entry: &'static str,
+    /// Blocks in the grid.
+    pub grid_blocks: u32,
+    /// Threads per block.
+    pub threads: u32,
+    /// Whether only some blocks ran (see [`LaunchProfile::blocks`] for which).
+    pub sampled: bool,
+    /// How many grid blocks each profiled block stands for, by block id, when the sampler
+    /// weighted them (stratified); `None` for `grid_blocks / profiled` each.
+    pub weights: Option<Vec<(u32, f64)>>,
+    /// The interpreter's counts for the blocks that ran.
+    pub profile: LaunchProfile,
+    /// Wall time the interpreter took.
+    pub wall: Duration,
 }
 
 impl std::fmt::Debug for InterpDevice {
@@ -85,6 +238,47 @@ impl InterpDevice {
             sync: SyncState::default(),
             instructions: AtomicU64::new(0),
             nanos: AtomicU64::new(0),
+            profiling: None,
+        }
+    }
+
+    /// An interpreter that profiles every launch for a performance model (`ultramem::model`):
+    /// each launch runs the blocks `options.sampler` picks, and its counts are kept as a
+    /// [`Record`] with every copy and read-back ([`take_records`](InterpDevice::take_records)).
+    /// Output buffers start zeroed instead of poisoned, so that a sampled launch's unwritten
+    /// outputs read as zeros, not NaN, downstream. Results of sampled launches are incomplete:
+    /// a profiling device is for counting work, not for results.
+    pub fn profiling(options: ProfileOptions) -> InterpDevice {
+        InterpDevice {
+            profiling: Some(Profiling {
+                options,
+                records: Mutex::new(Vec::new()),
+                allocations: Mutex::new(BTreeMap::new()),
+            }),
+            ..InterpDevice::new()
+        }
+    }
+
+    /// The records of a profiling device since the last call (empty on other devices).
+    pub fn take_records(&self) -> Vec<Record> {
+        match &self.profiling {
+            Some(p) => std::mem::take(&mut *p.records.lock().unwrap_or_else(|e| e.into_inner())),
+            None => Vec::new(),
+        }
+    }
+
+    /// The allocation holding device address `addr`: its start and bytes (profiling devices
+    /// only; `None` elsewhere or outside every allocation).
+    pub fn allocation_of(&self, addr: u64) -> Option<(u64, usize)> {
+        let p = self.profiling.as_ref()?;
+        let allocations = p.allocations.lock().unwrap_or_else(|e| e.into_inner());
+        let (&start, &bytes) = allocations.range(..=addr).next_back()?;
+        (addr < start + bytes as u64).then_some((start, bytes))
+    }
+
+    fn record(&self, r: Record) {
+        if let Some(p) = &self.profiling {
+            p.records.lock().unwrap_or_else(|e| e.into_inner()).push(r);
         }
     }
 
@@ -137,12 +331,18 @@ impl Gpu for InterpDevice {
         let word = match fill {
             Fill::Zero => None,
             Fill::Word(w) => Some(w),
-            Fill::Output => poisoning().then_some(POISON_BITS),
+            Fill::Output => (poisoning() && self.profiling.is_none()).then_some(POISON_BITS),
         };
         if let Some(w) = word {
             let data: Vec<u32> = vec![w; padded / 4];
             m.write(addr, bytemuck::cast_slice(&data))
                 .map_err(host_error)?;
+        }
+        if let Some(p) = &self.profiling {
+            p.allocations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(addr, padded);
         }
         Ok(InterpBuffer {
             addr,
@@ -153,6 +353,7 @@ impl Gpu for InterpDevice {
 
     fn upload(&self, bytes: &[u8]) -> Result<InterpBuffer> {
         let b = self.alloc(bytes.len(), Fill::Zero)?;
+        self.record(Record::Upload { bytes: bytes.len() });
         lock(&self.machine)
             .write(b.addr, bytes)
             .map_err(host_error)?;
@@ -167,6 +368,7 @@ impl Gpu for InterpDevice {
             )));
         }
         self.sync.count_sync();
+        self.record(Record::Download { bytes });
         lock(&self.machine)
             .read(buf.addr, bytes)
             .map_err(host_error)
@@ -180,6 +382,7 @@ impl Gpu for InterpDevice {
         dst_offset: usize,
         bytes: usize,
     ) -> Result<()> {
+        self.record(Record::Copy { bytes });
         let mut m = lock(&self.machine);
         let data = m
             .read(src.addr + src_offset as u64, bytes)
@@ -209,18 +412,71 @@ impl Gpu for InterpDevice {
         let mut params: Vec<&[u8]> = vec![l.params];
         params.extend(ptrs.iter().map(|p| &p[..]));
         let start = std::time::Instant::now();
-        let count = lock(&self.machine)
-            .launch(
-                &module,
-                l.entry,
-                [l.grid.0, l.grid.1, 1],
-                [l.threads, 1, 1],
-                &params,
-            )
-            .map_err(|e| Error::Backend {
-                backend: Backend::PtxInterp,
-                source: e,
-            })?;
+        let grid = [l.grid.0, l.grid.1, 1];
+        let block = [l.threads, 1, 1];
+        let to_error = |e: Box<ExecError>| Error::Backend {
+            backend: Backend::PtxInterp,
+            source: e,
+        };
+        let count = match &self.profiling {
+            None => lock(&self.machine)
+                .launch(&module, l.entry, grid, block, &params)
+                .map_err(to_error)?,
+            Some(p) => {
+                let grid_blocks = l.grid.0 * l.grid.1;
+                let addrs: Vec<u64> = ptrs.iter().map(|p| u64::from_le_bytes(*p)).collect();
+                let mut machine = lock(&self.machine);
+                let working = match &p.options.work {
+                    Some(oracle) => oracle(l.entry, l.params, &addrs, grid_blocks, &mut machine)
+                        .transpose()
+                        .map_err(|e| {
+                            host_error(format!("the model's work map of {}: {e}", l.entry))
+                        })?,
+                    None => None,
+                };
+                let choice = (p.options.sampler)(&SampleQuery {
+                    entry: l.entry,
+                    grid_blocks,
+                    working: working.as_deref(),
+                });
+                let listed = choice.blocks.clone();
+                let config = ProfileConfig {
+                    blocks: choice.blocks,
+                    run_others: choice.run_others,
+                    stop: choice.stop,
+                    ..p.options.config.clone()
+                };
+                let profile = machine
+                    .launch_profiled(&module, l.entry, grid, block, &params, &config)
+                    .map_err(to_error)?;
+                if config.blocks.is_some() {
+                    if let Some(twin) = &p.options.twin {
+                        if let Some(done) = twin(l.entry, l.params, &addrs, &mut machine) {
+                            done.map_err(|e| {
+                                host_error(format!("the model's twin of {}: {e}", l.entry))
+                            })?;
+                        }
+                    }
+                }
+                drop(machine);
+                let weights = listed.map(|listed| {
+                    let ran: Vec<u32> = profile.blocks.iter().map(|b| b.block).collect();
+                    stratum_weights(&listed, choice.weights.as_deref(), grid_blocks, &ran)
+                });
+                let count = profile.thread_instructions;
+                self.record(Record::Launch(Box::new(LaunchRecord {
+                    kernel: l.kernel,
+                    entry: l.entry,
+                    grid_blocks,
+                    threads: l.threads,
+                    sampled: config.blocks.is_some(),
+                    weights,
+                    profile,
+                    wall: start.elapsed(),
+                })));
+                count
+            }
+        };
         self.nanos
             .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.instructions.fetch_add(count, Ordering::Relaxed);
