@@ -11,11 +11,12 @@ messages=$(mktemp)
 trap 'rm -f "$messages"' EXIT
 { cargo test --release --all-features --no-run --message-format=json;
   cargo bench --all-features --no-run --message-format=json;
-  cargo build --release --all-features --example memory_vs_moe --message-format=json; } \
+  cargo build --release --all-features --example memory_vs_moe --message-format=json;
+  cargo build --release --all-features --example gpu_model --message-format=json; } \
     >"$messages" 2>/dev/null
 python3 - "$messages" <<'PY'
 import json, shutil, sys
-wanted = ("differential", "bad_input", "ops", "memory_vs_moe")
+wanted = ("differential", "bad_input", "ops", "memory_vs_moe", "gpu_model")
 found = set()
 with open(sys.argv[1]) as f:
     for line in f:
@@ -41,5 +42,8 @@ cp target/release/libultramem.so gpu-bundle/
 mkdir -p gpu-bundle/python
 cp -r python/ultramem python/tests gpu-bundle/python/
 cp scripts/gpu-check.sh benches/torch_baselines.py benches/ncu_sum.py benches/abi_cuda_timing.py \
-    benches/python_overhead.py gpu-bundle/
+    benches/python_overhead.py scripts/model_vs_measured.py gpu-bundle/
+# The committed model reports, to put the GPU's measurements beside.
+mkdir -p gpu-bundle/model-results
+cp -r benches/results/*-model-* gpu-bundle/model-results/ 2>/dev/null || true
 ls -la gpu-bundle

@@ -15,7 +15,10 @@
 #     and plot, and ncu's DRAM bytes of one step of each at B = 1 and 64 next to the model's;
 #  6. the PyTorch eager baselines (top-k, the UltraMemV2 layer, the MoE layer, embedding_bag)
 #     at the same shapes (benches/torch_baselines.py), if PyTorch is there;
-#  7. torch.ops.ultramem on CUDA tensors (python/tests/test_cuda.py: every op against the CPU
+#  7. the performance model's calibration: every op of the model's report (examples/gpu_model)
+#     timed on the card, and under ncu (per-kernel time and DRAM bytes) at T = 1 and 64, joined
+#     with the committed predictions (scripts/model_vs_measured.py): measured beside predicted;
+#  8. torch.ops.ultramem on CUDA tensors (python/tests/test_cuda.py: every op against the CPU
 #     path, the layer on a side stream), the whole pytest suite if pytest is there, our gather
 #     against embedding_bag through torch, and the per-call overhead on this machine's CPU.
 set -uo pipefail
@@ -63,6 +66,25 @@ if command -v ncu >/dev/null; then
     done
 else
     echo "== ncu not found: DRAM bytes NOT measured" | tee -a "$out/summary.txt"
+    status=1
+fi
+step gpu-model-measure "$bundle/gpu_model" --measure --tokens 1,64,4096 --out "$out/gpu_model"
+predicted=$(ls -d "$bundle"/model-results/*-model-h200 2>/dev/null | sort | tail -1)
+ncu_logs=()
+if command -v ncu >/dev/null; then
+    for t in 1 64; do
+        step "gpu-model-ncu-T$t" ncu --csv --metrics \
+            gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+            --log-file "$out/gpu_model_ncu_T$t.csv" \
+            "$bundle/gpu_model" --measure --tokens "$t" --out "$out/gpu_model_ncu_T$t"
+        ncu_logs+=("$out/gpu_model_ncu_T$t.csv")
+    done
+fi
+if [ -n "$predicted" ]; then
+    step gpu-model-vs-measured python3 "$bundle/model_vs_measured.py" \
+        "$predicted" "$out/gpu_model/measured_ops.csv" ${ncu_logs[@]+"${ncu_logs[@]}"}
+else
+    echo "== no committed H200 model report in the bundle: predictions NOT joined" | tee -a "$out/summary.txt"
     status=1
 fi
 if python3 -c "import torch" 2>/dev/null; then
