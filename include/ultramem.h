@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define ULTRAMEM_ABI_VERSION 1
+#define ULTRAMEM_ABI_VERSION 2
 
 #define ULTRAMEM_OK 0
 #define ULTRAMEM_ERR_SHAPE 1              /* a shape, or the sizes it names, is wrong */
@@ -42,6 +42,7 @@ extern "C" {
 #define ULTRAMEM_ERR_UNSUPPORTED 5        /* valid but not supported here (dtype on GPU, no driver) */
 #define ULTRAMEM_ERR_BACKEND 6            /* the GPU runtime failed */
 #define ULTRAMEM_ERR_INTERNAL 7           /* a bug in ultramem: please report the message */
+#define ULTRAMEM_ERR_OUT_OF_MEMORY 8      /* a host allocation failed; nothing was written (v2) */
 
 #ifndef DLPACK_VERSION
 /* DLPack's DLTensor (the layout is the same in DLPack 0.8 and 1.x). A program that includes

@@ -6,7 +6,8 @@
 // π mod N_l + offset (< 2·N_tot) may pass 2^32; it is reduced with one conditional subtraction
 // that watches the carry, so the result is exact for every input the host accepts.
 // Launch: 256 invocations per workgroup, one per index, on a (grid_x, grid_y) grid.
-// Bounds: with a shuffle table, ν >= len records its position in status[0] and writes 0.
+// Bounds: ν >= idx_bound records its position in status[0]; a shuffle entry >= entry_bound the
+// position of the ν that selected it in status[1]; both write 0.
 // A status word holds ~position via atomicMax (the lowest position wins; 0 means no error).
 // Not fused into the top-k kernels: it is one read and one write of 4 bytes per slot.
 //
@@ -17,13 +18,13 @@ const WG: u32 = 256u;
 // The host's MapParams (src/gpu/params.rs).
 struct Params {
     len: u32,
-    shuffle_len: u32,   // 0: no shuffle table
+    has_shuffle: u32,   // 0: no shuffle table
     rows_per_layer: u32,  // 0 means 2^32
     offset: u32,
     total_rows: u32,    // 0 means 2^32
     grid_x: u32,
-    pad0: u32,
-    pad1: u32,
+    idx_bound: u32,     // nu must be below it (shuffle length, 2^31 for int32 input); 0: none
+    entry_bound: u32,   // shuffle entries must be below it (2^31 for an int32 table); 0: none
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,13 +40,18 @@ fn index_map_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
         return;
     }
     var pi = idx[i];
-    if p.shuffle_len != 0u {
-        if pi >= p.shuffle_len {
-            atomicMax(&status[0], ~i);
+    if p.idx_bound != 0u && pi >= p.idx_bound {
+        atomicMax(&status[0], ~i);
+        out[i] = 0u;
+        return;
+    }
+    if p.has_shuffle != 0u {
+        pi = shuffle[pi];
+        if p.entry_bound != 0u && pi >= p.entry_bound {
+            atomicMax(&status[1], ~i);
             out[i] = 0u;
             return;
         }
-        pi = shuffle[pi];
     }
     var a = pi;
     if p.rows_per_layer != 0u {

@@ -187,11 +187,11 @@ impl Device {
     }
 
     /// Waits until all work submitted to this device has finished (a no-op on the CPU, whose
-    /// ops return finished), then reports the first error of any checks still queued by
+    /// ops return finished), then reports the errors of any checks still queued by
     /// [`Device::set_deferred_checks`]. Benchmarks call it inside the timed region.
     ///
     /// # Errors
-    /// The driver's error, or the first queued op error.
+    /// The driver's error, or the queued op errors as [`Device::check_errors`] reports them.
     pub fn synchronize(&self) -> Result<()> {
         on_device!(self, cpu => Ok(()), gpu(g) => {
             g.synchronize()?;
@@ -215,7 +215,8 @@ impl Device {
     }
 
     /// Reads back every check queued since the last call (oldest first; one host
-    /// synchronisation) and returns the first error.
+    /// synchronisation) and reports every op that failed: one failure as its own error, several
+    /// as [`Error::Several`] listing them all, oldest first.
     ///
     /// ```
     /// # use ultramem::*;
@@ -236,7 +237,8 @@ impl Device {
     /// ```
     ///
     /// # Errors
-    /// The first queued op error, or the driver's error.
+    /// The queued op's error, [`Error::Several`] when more than one op failed, or the driver's
+    /// error.
     pub fn check_errors(&self) -> Result<()> {
         on_device!(self, cpu => Ok(()), gpu(g) => crate::gpu::resolve_deferred(g.as_ref()))
     }

@@ -59,8 +59,8 @@ pub enum Error {
         /// Why it is wrong.
         reason: String,
     },
-    /// An index read from a tensor is not below its bound (a row `>= N`, an expert `>= E`, a
-    /// virtual index `>= n²`).
+    /// An index read from a tensor is negative or not below its bound (a row `>= N`, an expert
+    /// `>= E`, a virtual index `>= n²`).
     IndexOutOfRange {
         /// The op that was called.
         op: &'static str,
@@ -68,8 +68,8 @@ pub enum Error {
         arg: &'static str,
         /// The flat position of the bad index in that tensor.
         position: usize,
-        /// The index that was found.
-        index: u64,
+        /// The index that was found (negative only from a signed index tensor at the C ABI).
+        index: i64,
         /// The exclusive bound it had to be below.
         bound: u64,
     },
@@ -146,6 +146,21 @@ pub enum Error {
         backend: Backend,
         /// What is not supported.
         reason: String,
+    },
+    /// A host allocation failed (the CPU path widens tables to f64, the GPU paths stage data on
+    /// the host): the op asked for more memory than the process may have. Nothing was changed.
+    OutOfMemory {
+        /// The op that was called.
+        op: &'static str,
+        /// The bytes the failed allocation asked for.
+        bytes: usize,
+    },
+    /// Several queued checks failed ([`Device::check_errors`](crate::Device::check_errors) with
+    /// deferred checks): every error, oldest op first. Later errors may be consequences of the
+    /// first (rows computed from a bad index). A single failure is returned as itself.
+    Several {
+        /// The errors, oldest first; at least two.
+        errors: Vec<Error>,
     },
     /// An error from a backend library (driver, wgpu), boxed.
     Backend {
@@ -228,6 +243,17 @@ impl fmt::Display for Error {
                 backend,
                 reason,
             } => write!(f, "{op}: not supported on {backend}: {reason}"),
+            Error::OutOfMemory { op, bytes } => write!(
+                f,
+                "{op}: out of host memory (an allocation of {bytes} bytes failed)"
+            ),
+            Error::Several { errors } => {
+                write!(f, "{} queued checks failed:", errors.len())?;
+                for (i, e) in errors.iter().enumerate() {
+                    write!(f, " ({}) {e}", i + 1)?;
+                }
+                Ok(())
+            }
             Error::Backend { backend, source } => write!(f, "{backend} backend error: {source}"),
         }
     }
@@ -237,6 +263,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Backend { source, .. } => Some(source.as_ref()),
+            Error::Several { errors } => errors.first().map(|e| e as _),
             _ => None,
         }
     }

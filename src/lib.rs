@@ -103,6 +103,7 @@
 #[cfg(feature = "abi")]
 #[allow(unsafe_code)]
 pub mod abi;
+mod alloc;
 mod backend;
 pub mod cost;
 #[cfg(feature = "cuda")]

@@ -656,6 +656,7 @@ fn the_header_and_the_python_table_match_the_rust_extern_functions() {
         ("ULTRAMEM_ERR_UNSUPPORTED", ULTRAMEM_ERR_UNSUPPORTED),
         ("ULTRAMEM_ERR_BACKEND", ULTRAMEM_ERR_BACKEND),
         ("ULTRAMEM_ERR_INTERNAL", ULTRAMEM_ERR_INTERNAL),
+        ("ULTRAMEM_ERR_OUT_OF_MEMORY", ULTRAMEM_ERR_OUT_OF_MEMORY),
     ] {
         assert_eq!(define(name), value, "{name} in include/ultramem.h");
     }
@@ -668,4 +669,177 @@ fn the_header_and_the_python_table_match_the_rust_extern_functions() {
         py_version, ULTRAMEM_ABI_VERSION,
         "the Python package's ABI_VERSION"
     );
+}
+
+const U32: DLDataType = DLDataType {
+    code: 1,
+    bits: 32,
+    lanes: 1,
+};
+
+/// `index_map` through the ABI on the host: `idx`, an optional shuffle, `(N_l, offset, N_tot)`,
+/// the output dtype; the status and the output.
+fn index_map_abi<I: Copy, S: Copy>(
+    (idx, idx_dtype): (&[I], DLDataType),
+    shuffle: Option<(&[S], DLDataType)>,
+    map: (u64, u64, u64),
+    out_dtype: DLDataType,
+) -> (i32, Vec<u32>) {
+    let mut idx = idx.to_vec();
+    let mut out = vec![0xDEAD_BEEFu32; idx.len()];
+    let mut shuffle = shuffle.map(|(s, t)| (s.to_vec(), t));
+    let n = idx.len() as i64;
+    let mut di = Desc::new(&mut idx, idx_dtype, &[n]);
+    let mut dout = Desc::new(&mut out, out_dtype, &[n]);
+    let mut ds = shuffle.as_mut().map(|(s, t)| {
+        let len = s.len() as i64;
+        Desc::new(s, *t, &[len])
+    });
+    let status = unsafe {
+        ultramem_index_map_forward(
+            di.ptr(),
+            ds.as_mut()
+                .map_or(std::ptr::null(), |d| d.ptr().cast_const()),
+            map.0,
+            map.1,
+            map.2,
+            dout.ptr(),
+            std::ptr::null_mut(),
+        )
+    };
+    (status, out)
+}
+
+#[test]
+fn negative_int32_indices_are_out_of_range_never_reinterpreted() {
+    // ν = −1 without a shuffle used to map to (2^32 − 1) mod 10 = 5.
+    let (status, out) = index_map_abi((&[-1i32, 3], I32), None::<(&[u32], _)>, (10, 0, 10), I32);
+    assert_eq!(status, ULTRAMEM_ERR_INDEX_OUT_OF_RANGE, "{out:?}");
+    let e = last_error();
+    assert!(e.contains("idx[0]") && e.contains("-1"), "{e}");
+    assert_eq!(out, [0xDEAD_BEEF; 2], "nothing written");
+    // A shuffle entry of −1 (read as 2^32 − 1 before).
+    let (status, _) = index_map_abi(
+        (&[1u32, 0], U32),
+        Some((&[0i32, -1, 2][..], I32)),
+        (10, 0, 10),
+        U32,
+    );
+    assert_eq!(status, ULTRAMEM_ERR_INDEX_OUT_OF_RANGE);
+    let e = last_error();
+    assert!(e.contains("shuffle[1]") && e.contains("-1"), "{e}");
+    // A row of −1 into the gather's table.
+    let mut g = gather();
+    let status = gather_with(&mut g, |d| {
+        d[0].t.dtype = I32;
+    });
+    assert_eq!(status, ULTRAMEM_OK);
+    let mut g = gather();
+    g.rows[4] = u32::MAX; // −1 as int32
+    let status = gather_with(&mut g, |d| d[0].t.dtype = I32);
+    assert_eq!(status, ULTRAMEM_ERR_INDEX_OUT_OF_RANGE);
+    let e = last_error();
+    assert!(e.contains("rows[4]") && e.contains("-1"), "{e}");
+}
+
+#[test]
+fn an_int32_output_refuses_values_past_2_31_and_a_uint32_one_holds_them() {
+    // ρ = (0 mod 1 + 2^31 + 5) mod 2^32 = 2^31 + 5 (it used to come back as −2147483643).
+    let map = (1, (1 << 31) + 5, 1 << 32);
+    let (status, out) = index_map_abi((&[0u32], U32), None::<(&[u32], _)>, map, I32);
+    assert_eq!(status, ULTRAMEM_ERR_UNSUPPORTED, "{out:?}");
+    assert!(last_error().contains("int32"), "{}", last_error());
+    assert_eq!(out, [0xDEAD_BEEF], "nothing written");
+    let (status, out) = index_map_abi((&[0u32], U32), None::<(&[u32], _)>, map, U32);
+    assert_eq!(status, ULTRAMEM_OK, "{}", last_error());
+    assert_eq!(out, [(1u32 << 31) + 5]);
+}
+
+const F16: DLDataType = DLDataType {
+    code: DL_FLOAT,
+    bits: 16,
+    lanes: 1,
+};
+
+/// The body of the out-of-memory test, run by it in a child process (`#[ignore]`: it limits its
+/// own address space). A valid gather backward over a `[2^27, 2]` f16 table: its f64 gradient
+/// accumulator needs 2 GiB, and the address space is capped 1 GiB above what the inputs and
+/// outputs (allocated zeroed, so untouched) already hold.
+#[test]
+#[ignore = "run by an_allocation_past_the_address_space_is_a_typed_error_not_an_abort"]
+fn oom_child_gather_backward_under_rlimit_as() {
+    let rows_n: usize = 1 << 27;
+    let dv = 2;
+    let mut rows = vec![0u32];
+    let mut w = vec![1.0f32];
+    let mut table = vec![0u16; rows_n * dv]; // f16 zeros; calloc'd, so untouched
+    let mut dout = vec![1.0f32; dv];
+    let mut dw = vec![0.0f32];
+    let mut dtable = vec![0.0f32; rows_n * dv];
+    let vm_bytes = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("VmSize in /proc/self/status")
+        * 1024;
+    let limit = vm_bytes + (1 << 30);
+    let set = Command::new("prlimit")
+        .arg(format!("--pid={}", std::process::id()))
+        .arg(format!("--as={limit}:{limit}"))
+        .status()
+        .expect("prlimit (util-linux) sets this process's RLIMIT_AS");
+    assert!(set.success());
+    let mut d = [
+        Desc::new(&mut rows, U32, &[1, 1]),
+        Desc::new(&mut w, F32, &[1, 1, 1]),
+        Desc::new(&mut table, F16, &[rows_n as i64, dv as i64]),
+        Desc::new(&mut dout, F32, &[1, dv as i64]),
+        Desc::new(&mut dw, F32, &[1, 1, 1]),
+        Desc::new(&mut dtable, F32, &[rows_n as i64, dv as i64]),
+    ];
+    let [r, wd, t, g, dwd, dtd] = &mut d;
+    let status = unsafe {
+        ultramem_weighted_gather_backward(
+            r.ptr(),
+            wd.ptr(),
+            t.ptr(),
+            g.ptr(),
+            dwd.ptr(),
+            dtd.ptr(),
+            std::ptr::null_mut(),
+        )
+    };
+    println!("child status {status}: {}", last_error());
+}
+
+/// The CPU path used to widen with infallible allocation: this backward died with "memory
+/// allocation of … bytes failed" (SIGABRT) in the caller's process. Under an address-space
+/// limit it now returns `ULTRAMEM_ERR_OUT_OF_MEMORY`.
+#[test]
+fn an_allocation_past_the_address_space_is_a_typed_error_not_an_abort() {
+    if !cfg!(target_os = "linux") {
+        eprintln!("SKIPPED: the RLIMIT_AS test uses /proc and prlimit (Linux)");
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "oom_child_gather_backward_under_rlimit_as",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the child died: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = format!("child status {ULTRAMEM_ERR_OUT_OF_MEMORY}: weighted_gather: out of host");
+    assert!(stdout.contains(&want), "{stdout}");
 }

@@ -19,6 +19,7 @@ STATUS_NAMES = {
     5: "unsupported",
     6: "backend",
     7: "internal",
+    8: "out of memory",
 }
 
 
@@ -73,7 +74,7 @@ lib.ultramem_last_error.restype = ctypes.c_char_p
 lib.ultramem_abi_version.argtypes = []
 lib.ultramem_abi_version.restype = _I32
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 if lib.ultramem_abi_version() != ABI_VERSION:
     raise OSError(
         f"{library_path()} implements ultramem ABI {lib.ultramem_abi_version()}, "

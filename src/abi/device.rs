@@ -10,7 +10,7 @@
 //! Backward passes run [`BackwardMode::Deterministic`]: bitwise reproducible, like the CPU.
 
 use super::shapes;
-use super::view::View;
+use super::view::{Elem, View};
 use crate::dims::BackwardMode;
 use crate::dtype::DType;
 use crate::error::Result;
@@ -46,7 +46,7 @@ pub fn weighted_gather_forward<G: Gpu>(
 ) -> Result<()> {
     let d = shapes::weighted_gather_forward([rows, weights, table, out])?;
     out.gpu_f32()?;
-    rows.gpu_indices()?;
+    rows.gpu_indices(d.table_rows as u64)?;
     weights.gpu_f32()?;
     let b = GatherBuffers {
         rows: r,
@@ -72,7 +72,7 @@ pub fn weighted_gather_backward<G: Gpu>(
     for v in [dout, dweights, dtable, weights] {
         v.gpu_f32()?;
     }
-    rows.gpu_indices()?;
+    rows.gpu_indices(d.table_rows as u64)?;
     let b = GatherBuffers {
         rows: r,
         weights: w,
@@ -84,8 +84,8 @@ pub fn weighted_gather_backward<G: Gpu>(
 }
 
 /// The dtypes the PEER kernels take: int32/uint32 rows, f32 scores and `z`, a table dtype.
-fn peer_dtypes([rows, scores, z, down]: [&View; 4]) -> Result<DType> {
-    rows.gpu_indices()?;
+fn peer_dtypes([rows, scores, z, down]: [&View; 4], table_rows: usize) -> Result<DType> {
+    rows.gpu_indices(table_rows as u64)?;
     scores.gpu_f32()?;
     z.gpu_f32()?;
     down.gpu_table()
@@ -104,7 +104,7 @@ pub fn peer_ffn_forward<G: Gpu>(
     out_buf: &mut G::Buffer,
 ) -> Result<()> {
     let d = shapes::peer_ffn_forward([rows, scores, z, down, up, out])?;
-    let dtype = peer_dtypes([rows, scores, z, down])?;
+    let dtype = peer_dtypes([rows, scores, z, down], d.table_rows)?;
     out.gpu_f32()?;
     let b = PeerBuffers {
         rows: r,
@@ -131,7 +131,7 @@ pub fn peer_ffn_backward<G: Gpu>(
 ) -> Result<()> {
     let d = shapes::peer_ffn_backward(m)?;
     let [rows, scores, z, down, _, dout, dz, dscores, ddown, dup] = m;
-    let dtype = peer_dtypes([rows, scores, z, down])?;
+    let dtype = peer_dtypes([rows, scores, z, down], d.table_rows)?;
     for v in [dout, dz, dscores, ddown, dup] {
         v.gpu_f32()?;
     }
@@ -164,7 +164,7 @@ pub fn additive_topk_forward<G: Gpu>(
     [idx_buf, score_buf]: [&mut G::Buffer; 2],
 ) -> Result<()> {
     let d = shapes::additive_topk_forward([q, keys, idx, score], k, k1)?;
-    idx.gpu_indices()?;
+    idx.gpu_indices((d.n as u64).pow(2))?;
     score.gpu_f32()?;
     q.gpu_f32()?;
     let (i, s) = additive_forward_buffers(gpu, &d, keys.gpu_table()?, qb, kb)?;
@@ -184,7 +184,7 @@ pub fn additive_topk_backward<G: Gpu>(
     [dq_buf, dk_buf]: [&mut G::Buffer; 2],
 ) -> Result<()> {
     let d = shapes::additive_topk_backward([q, keys, idx, dscore, dq, dkeys])?;
-    idx.gpu_indices()?;
+    idx.gpu_indices((d.n as u64).pow(2))?;
     for v in [dscore, dq, dkeys, q] {
         v.gpu_f32()?;
     }
@@ -217,7 +217,7 @@ pub fn tucker_topk_forward<G: Gpu>(
     let d = shapes::tucker_topk_forward(m, top, k1)?;
     let [q, keys, cores, u, v, idx, score] = m;
     tucker_f32([q, cores, u, v])?;
-    idx.gpu_indices()?;
+    idx.gpu_indices((d.n as u64).pow(2))?;
     score.gpu_f32()?;
     let b = TuckerBuffers {
         q: qb,
@@ -245,7 +245,7 @@ pub fn tucker_topk_backward<G: Gpu>(
     let d = shapes::tucker_topk_backward(m)?;
     let [q, keys, cores, u, v, idx, dscore, dq, dkeys, dcores] = m;
     tucker_f32([q, cores, u, v])?;
-    idx.gpu_indices()?;
+    idx.gpu_indices((d.n as u64).pow(2))?;
     for t in [dscore, dq, dkeys, dcores] {
         t.gpu_f32()?;
     }
@@ -275,10 +275,18 @@ pub fn index_map_forward<G: Gpu>(
     out_buf: &mut G::Buffer,
 ) -> Result<()> {
     let d = shapes::index_map_forward([idx, out], shuffle.map(|(s, _)| s), map)?;
-    for v in [idx, out].into_iter().chain(shuffle.map(|(s, _)| s)) {
-        v.gpu_indices()?;
+    // int32 ν and shuffle entries are bounded (and their negative values caught) in the kernel;
+    // the output must hold every row up to N_tot.
+    idx.gpu_indices(0)?;
+    if let Some((s, _)) = shuffle {
+        s.gpu_indices(0)?;
     }
-    let rows = gpu::index_map::forward(gpu, &d, ib, shuffle.map(|(_, b)| b))?;
+    out.gpu_indices(d.map.total_rows)?;
+    let signed = gpu::index_map::SignedIndices {
+        idx: idx.elem == Elem::I32,
+        shuffle: shuffle.is_some_and(|(s, _)| s.elem == Elem::I32),
+    };
+    let rows = gpu::index_map::forward(gpu, &d, ib, shuffle.map(|(_, b)| b), signed)?;
     copy_out(gpu, &rows, out_buf, out)
 }
 

@@ -276,9 +276,13 @@ impl Borrows {
         self.inputs.push(v.clone());
     }
 
-    /// Borrows an input's indices as `u32` (an `int32` tensor's negative values read as
-    /// `>= 2³¹`, which every op reports as out of range).
-    pub fn indices<'a>(&mut self, v: &'a View) -> Result<&'a [u32]> {
+    /// Borrows an input's indices as `u32`, each checked against `bound` (exclusive). A negative
+    /// `int32` value is [`Error::IndexOutOfRange`] naming it, never read as `>= 2³¹` (which a
+    /// bound past `2³¹` would accept). The ops check the upper bound again themselves.
+    ///
+    /// # Errors
+    /// Those of the descriptor, and [`Error::IndexOutOfRange`].
+    pub fn indices<'a>(&mut self, v: &'a View, bound: u64) -> Result<&'a [u32]> {
         v.expect_index()?;
         v.host_only()?;
         self.input(v);
@@ -289,7 +293,29 @@ impl Borrows {
         // `len` bytes from it do not overflow; the caller's contract (see `ultramem.h`) is that
         // they are readable host memory, live and not written during this call. `i32` and `u32`
         // have one size and alignment, and every bit pattern is a valid `u32`.
-        Ok(unsafe { std::slice::from_raw_parts(v.addr as *const u32, v.len / 4) })
+        let values = unsafe { std::slice::from_raw_parts(v.addr as *const u32, v.len / 4) };
+        let signed = v.elem == Elem::I32;
+        let as_signed = |x: u32| {
+            if signed {
+                i64::from(x as i32)
+            } else {
+                i64::from(x)
+            }
+        };
+        if let Some((position, &x)) = values
+            .iter()
+            .enumerate()
+            .find(|&(_, &x)| as_signed(x) < 0 || u64::from(x) >= bound)
+        {
+            return Err(Error::IndexOutOfRange {
+                op: v.op,
+                arg: v.arg,
+                position,
+                index: as_signed(x),
+                bound,
+            });
+        }
+        Ok(values)
     }
 
     /// Borrows an input's floats.
@@ -320,7 +346,7 @@ impl Borrows {
     /// An input's floats widened to f64 (the small operands; exact for every float dtype).
     pub fn floats_f64(&mut self, v: &View) -> Result<Vec<f64>> {
         use crate::dtype::Float;
-        Ok(with_floats!(self.floats(v)?, s => s.iter().map(|x| x.to_f64()).collect()))
+        with_floats!(self.floats(v)?, s => crate::alloc::collect(v.op, s.iter().map(|x| x.to_f64())))
     }
 
     fn claim(&mut self, v: &View) -> Result<()> {
@@ -331,10 +357,27 @@ impl Borrows {
     }
 
     /// Writes `values` to an index output (`int32` or `uint32`), after the checks of `claim`.
+    /// An `int32` output refuses values of `2³¹` and more (they would read back negative).
+    ///
+    /// # Errors
+    /// Those of the descriptor, and [`Error::Unsupported`] for a value an `int32` output cannot
+    /// hold (nothing is written then).
     pub fn write_indices(&mut self, v: &View, values: &[u32]) -> Result<()> {
         v.expect_index()?;
         self.expect_len(v, values.len())?;
         self.claim(v)?;
+        if v.elem == Elem::I32 {
+            if let Some(position) = values.iter().position(|&x| x > i32::MAX as u32) {
+                return Err(Error::Unsupported {
+                    op: v.op,
+                    backend: crate::backend::Backend::Cpu,
+                    reason: format!(
+                        "`{}[{position}]` = {} does not fit the int32 output; pass a uint32 one",
+                        v.arg, values[position]
+                    ),
+                });
+            }
+        }
         if values.is_empty() {
             return Ok(());
         }

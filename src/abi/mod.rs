@@ -50,7 +50,7 @@ use crate::reference;
 use crate::{Activation, IndexMapConfig, ScoreFn};
 
 /// The version of this ABI; bumped on any change to a signature or a convention.
-pub const ULTRAMEM_ABI_VERSION: i32 = 1;
+pub const ULTRAMEM_ABI_VERSION: i32 = 2;
 
 /// Success.
 pub const ULTRAMEM_OK: i32 = 0;
@@ -73,6 +73,8 @@ pub const ULTRAMEM_ERR_UNSUPPORTED: i32 = 5;
 pub const ULTRAMEM_ERR_BACKEND: i32 = 6;
 /// A bug in this crate (a caught panic); please report it with the message.
 pub const ULTRAMEM_ERR_INTERNAL: i32 = 7;
+/// A host allocation failed ([`Error::OutOfMemory`]); nothing was written. Since ABI version 2.
+pub const ULTRAMEM_ERR_OUT_OF_MEMORY: i32 = 8;
 
 fn status_of(e: &Error) -> i32 {
     match e {
@@ -90,6 +92,9 @@ fn status_of(e: &Error) -> i32 {
         | Error::BackendNotCompiled { .. }
         | Error::BackendUnavailable { .. } => ULTRAMEM_ERR_UNSUPPORTED,
         Error::Backend { .. } => ULTRAMEM_ERR_BACKEND,
+        Error::OutOfMemory { .. } => ULTRAMEM_ERR_OUT_OF_MEMORY,
+        // The first failure decides the status; the message lists them all.
+        Error::Several { errors } => errors.first().map_or(ULTRAMEM_ERR_INTERNAL, status_of),
     }
 }
 
@@ -283,7 +288,7 @@ pub unsafe extern "C" fn ultramem_weighted_gather_forward(
         );
         let d = shapes::weighted_gather_forward([&rows, &weights, &table, &out])?;
         let mut b = Borrows::default();
-        let r = b.indices(&rows)?;
+        let r = b.indices(&rows, d.table_rows as u64)?;
         let w = b.floats_f64(&weights)?;
         let y = with_floats!(b.floats(&table)?, t => reference::weighted_gather::forward(&d, r, &w, t))?;
         b.write_floats(&out, &y)
@@ -321,7 +326,7 @@ pub unsafe extern "C" fn ultramem_weighted_gather_backward(
         let d =
             shapes::weighted_gather_backward([&rows, &weights, &table, &dout, &dweights, &dtable])?;
         let mut b = Borrows::default();
-        let r = b.indices(&rows)?;
+        let r = b.indices(&rows, d.table_rows as u64)?;
         let w = b.floats_f64(&weights)?;
         let g = b.floats_f64(&dout)?;
         let (dw, dt) = with_floats!(b.floats(&table)?, t => reference::weighted_gather::backward(&d, r, &w, t, &g))?;
@@ -381,7 +386,7 @@ pub unsafe extern "C" fn ultramem_peer_ffn_forward(
         );
         let d = shapes::peer_ffn_forward([&rows, &scores, &z, &down, &up, &out])?;
         let mut b = Borrows::default();
-        let r = b.indices(&rows)?;
+        let r = b.indices(&rows, d.table_rows as u64)?;
         let s = b.floats_f64(&scores)?;
         let zz = b.floats_f64(&z)?;
         let y = with_tables!((b.floats(&down)?, b.floats(&up)?), (dn, upt) => reference::peer_ffn::forward(&d, act, r, &s, &zz, dn, upt))?;
@@ -438,7 +443,7 @@ pub unsafe extern "C" fn ultramem_peer_ffn_backward(
             &rows, &scores, &z, &down, &up, &dout, &dz, &dscores, &ddown, &dup,
         ])?;
         let mut b = Borrows::default();
-        let r = b.indices(&rows)?;
+        let r = b.indices(&rows, d.table_rows as u64)?;
         let s = b.floats_f64(&scores)?;
         let zz = b.floats_f64(&z)?;
         let g = b.floats_f64(&dout)?;
@@ -521,7 +526,7 @@ pub unsafe extern "C" fn ultramem_additive_topk_backward(
         let d = shapes::additive_topk_backward([&q, &keys, &idx, &dscore, &dq, &dkeys])?;
         let mut b = Borrows::default();
         let qq = b.floats_f64(&q)?;
-        let i = b.indices(&idx)?;
+        let i = b.indices(&idx, (d.n as u64).pow(2))?;
         let g = b.floats_f64(&dscore)?;
         let (gq, gk) = with_floats!(b.floats(&keys)?, kk => reference::additive_topk::backward(&d, &qq, kk, i, &g))?;
         b.write_floats(&dq, &gq)?;
@@ -636,7 +641,7 @@ pub unsafe extern "C" fn ultramem_tucker_topk_backward(
         // The proxy is checked (shape, dtype, place) like every input, though unused here.
         b.floats(&u)?;
         b.floats(&v)?;
-        let i = b.indices(&idx)?;
+        let i = b.indices(&idx, (d.n as u64).pow(2))?;
         let g = b.floats_f64(&dscore)?;
         let grads = with_floats!(b.floats(&keys)?, kk => reference::tucker_topk::backward(&d, &qq, kk, &cc, i, &g))?;
         b.write_floats(&dq, &grads.dq)?;
@@ -694,9 +699,9 @@ pub unsafe extern "C" fn ultramem_index_map_forward(
         }
         let d = shapes::index_map_forward([&idx, &out], shuffle.as_ref(), map)?;
         let mut b = Borrows::default();
-        let i = b.indices(&idx)?;
+        let i = b.indices(&idx, d.shuffle_len.map_or(1 << 32, |s| s as u64))?;
         let table = match &shuffle {
-            Some(s) => Some(b.indices(s)?),
+            Some(s) => Some(b.indices(s, 1 << 32)?),
             None => None,
         };
         let rows = reference::index_map::forward(&d, i, table)?;

@@ -174,7 +174,7 @@ impl View {
         }
     }
 
-    fn gpu_unsupported(&self, what: &str) -> Error {
+    pub(crate) fn gpu_unsupported(&self, what: &str) -> Error {
         Error::Unsupported {
             op: self.op,
             backend: Backend::Cuda,
@@ -182,12 +182,19 @@ impl View {
         }
     }
 
-    /// Errors unless the tensor holds int32/uint32 indices, as the GPU kernels read them.
+    /// Errors unless the tensor holds int32/uint32 indices, as the GPU kernels read them, whose
+    /// values (input) or possible values (output) lie below `bound`. The kernels read int32 as
+    /// u32, where a negative value arrives as `>= 2^31`: out of range, and so reported, only
+    /// while `bound <= 2^31`; past it an int32 tensor is refused (an output could not hold the
+    /// values either).
     ///
     /// # Errors
     /// [`Error::Unsupported`].
-    pub fn gpu_indices(&self) -> Result<&Self> {
+    pub fn gpu_indices(&self, bound: u64) -> Result<&Self> {
         match self.elem {
+            Elem::I32 if bound > 1 << 31 => Err(self.gpu_unsupported(&format!(
+                "int32 indices cannot address {bound} entries (past 2^31): pass uint32"
+            ))),
             Elem::I32 | Elem::U32 => Ok(self),
             _ => Err(self.gpu_unsupported("indices are int32 or uint32")),
         }

@@ -190,7 +190,7 @@ pub(crate) fn check_indices(
             op,
             arg,
             position,
-            index: u64::from(s[position]),
+            index: i64::from(s[position]),
             bound,
         }),
     }

@@ -224,9 +224,10 @@ fn decode_words<G: Gpu>(
     decode(w, value)
 }
 
-/// Resolves every queued check, oldest first, and returns the first error (the later ones may
-/// be its consequences, e.g. rows computed from a bad index). The status words are gathered on
-/// the device and read back at once: one host synchronisation when nothing went wrong.
+/// Resolves every queued check, oldest first, and reports every failing op: a single failure as
+/// itself, several as [`Error::Several`] (oldest first; the later ones may be consequences of
+/// the first, e.g. rows computed from a bad index). The status words are gathered on the device
+/// and read back at once: one host synchronisation when nothing went wrong.
 pub fn resolve_deferred<G: Gpu>(gpu: &G) -> Result<()> {
     let checks = gpu.sync_state().take();
     let total: usize = checks.iter().map(|c| c.words).sum();
@@ -241,11 +242,18 @@ pub fn resolve_deferred<G: Gpu>(gpu: &G) -> Result<()> {
     }
     let words = words_of(&gpu.download(&all, total * 4)?);
     let mut at = 0;
+    let mut errors = Vec::new();
     for c in &checks {
-        decode_words(gpu, &words[at..at + c.words], c.indices.as_ref(), &c.decode)?;
+        if let Err(e) = decode_words(gpu, &words[at..at + c.words], c.indices.as_ref(), &c.decode) {
+            errors.push(e);
+        }
         at += c.words;
     }
-    Ok(())
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(Error::Several { errors }),
+    }
 }
 
 /// A backend's check mode (at once, or deferred to [`resolve_deferred`]), its queued checks and
@@ -389,7 +397,7 @@ pub(crate) fn check_status<G: Gpu>(
             op,
             arg,
             position,
-            index: u64::from(index.unwrap_or(u32::MAX)),
+            index: i64::from(index.unwrap_or(u32::MAX)),
             bound,
         }),
     });

@@ -104,14 +104,16 @@ pub(crate) struct ScoreParams {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub(crate) struct MapParams {
     pub len: u32,
-    /// 0: no shuffle table.
-    pub shuffle_len: u32,
+    /// 1: read `ρ` through the shuffle table; 0: no table.
+    pub has_shuffle: u32,
     pub rows_per_layer: u32,
     pub offset: u32,
     pub total_rows: u32,
     pub grid_x: u32,
-    pub pad0: u32,
-    pub pad1: u32,
+    /// `ν` must be below this (the shuffle's length, or `2^31` for `int32` input), 0: no bound.
+    pub idx_bound: u32,
+    /// Shuffle entries must be below this (`2^31` for an `int32` table), 0: no bound.
+    pub entry_bound: u32,
 }
 
 /// Parameters of the matmul kernel: 48 bytes. `A(m, k) = a[m·a_rs + k·a_cs]`,

@@ -115,11 +115,22 @@ impl TopkShape {
             self.tokens * self.heads * 2 * self.rank * self.dim,
         )?;
         fits_u32(self.op(), G::BACKEND, "T·H·2·R·m", entries)?;
+        let core_terms = self.tokens * self.heads * self.m * self.cores * self.rank * self.rank;
+        fits_u32(self.op(), G::BACKEND, "T·H·m·Cn·R²", core_terms)?;
+        // The kernels index these buffers with 32-bit element offsets: stage 1's selections
+        // `sel_s[2·T·H·R·K1]` (and `sel_idx[2·T·H·K1]`, smaller), and the backward's
+        // `weights_and_cores`, whose core terms start after the `T·H·2·R·m` weights.
         fits_u32(
             self.op(),
             G::BACKEND,
-            "T·H·m·Cn·R²",
-            self.tokens * self.heads * self.m * self.cores * self.rank * self.rank,
+            "2·T·H·R·K1",
+            2 * self.tokens * self.heads * self.rank * self.k1,
+        )?;
+        fits_u32(
+            self.op(),
+            G::BACKEND,
+            "T·H·2·R·m + T·H·m·Cn·R²",
+            entries + core_terms,
         )?;
         let workgroup = 4 * self.pool_words() as u64 + 4 * (256 + 1024 + 2 + 64);
         if workgroup > gpu.max_workgroup_bytes() {
@@ -214,7 +225,7 @@ fn check_status<G: Gpu>(
                 op,
                 arg: "idx",
                 position,
-                index: u64::from(index),
+                index: i64::from(index),
                 bound,
             });
         }

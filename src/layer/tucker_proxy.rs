@@ -14,6 +14,11 @@ use crate::reference::{check_finite, check_len};
 
 const OP: &str = "tucker_proxy";
 
+/// The largest rank the host solver takes. The Jacobi solver costs up to 100 sweeps of O(R³)
+/// (about 3·10⁹ flops at R = 256, well under a second; R = 1024 would take minutes), and the
+/// GPU kernels take R ≤ 4; 256 bounds the call's time while leaving room for studies.
+pub const MAX_PROXY_RANK: usize = 256;
+
 /// `(u[H, R], v[H, R])` from `cores[H, Cn, R, R]`, sign-aligned to `prev` when given.
 ///
 /// `R = 2` uses the closed form (the top eigenvector of the 2×2 matrix `C̄C̄ᵀ`, then
@@ -28,8 +33,10 @@ const OP: &str = "tucker_proxy";
 /// ```
 ///
 /// # Errors
-/// [`Error::ZeroSized`], [`Error::BufferSize`], [`Error::NonFinite`] for a bad core entry, and
-/// [`Error::InvalidArgument`] when some head's `Σ_c C_c` is zero (no direction exists).
+/// [`Error::ZeroSized`], [`Error::BufferSize`], [`Error::NonFinite`] for a bad core entry,
+/// [`Error::Unsupported`] for `R` past [`MAX_PROXY_RANK`] (checked before any work), and
+/// [`Error::InvalidArgument`] when some head's `Σ_c C_c` is zero (no direction exists) or
+/// overflows f64.
 pub fn tucker_proxy<C: Float>(
     cores: &[C],
     heads: usize,
@@ -40,6 +47,13 @@ pub fn tucker_proxy<C: Float>(
     crate::dims::nonzero(OP, "cores", "H", heads)?;
     crate::dims::nonzero(OP, "cores", "Cn", n_cores)?;
     crate::dims::nonzero(OP, "cores", "R", rank)?;
+    if rank > MAX_PROXY_RANK {
+        return Err(Error::Unsupported {
+            op: OP,
+            backend: crate::backend::Backend::Cpu,
+            reason: format!("R = {rank} exceeds the host solver's limit of {MAX_PROXY_RANK}"),
+        });
+    }
     check_len(OP, "cores", cores, heads * n_cores * rank * rank)?;
     check_finite(OP, "cores", cores)?;
     if let Some((pu, pv)) = prev {
@@ -57,12 +71,22 @@ pub fn tucker_proxy<C: Float>(
                 *acc += x.to_f64();
             }
         }
-        let (mut u, mut v) =
-            top_singular_pair(&cbar, rank).ok_or_else(|| Error::InvalidArgument {
-                op: OP,
-                arg: "cores",
-                reason: format!("head {h}: the sum of the cores is zero, so (u, v) is undefined"),
-            })?;
+        // Singular vectors do not depend on scale: solve for C̄ / max|C̄| so that C̄C̄ᵀ neither
+        // overflows (cores of 1e200) nor underflows to zero (cores of 1e-170).
+        let largest = cbar.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let undefined = |why: &str| Error::InvalidArgument {
+            op: OP,
+            arg: "cores",
+            reason: format!("head {h}: the sum of the cores {why}, so (u, v) is undefined"),
+        };
+        if !largest.is_finite() {
+            return Err(undefined("overflows f64"));
+        }
+        if largest == 0.0 {
+            return Err(undefined("is zero"));
+        }
+        cbar.iter_mut().for_each(|x| *x /= largest);
+        let (mut u, mut v) = top_singular_pair(&cbar, rank).ok_or_else(|| undefined("is zero"))?;
         let prev_h = prev
             .map(|(pu, pv)| (&pu[h * rank..(h + 1) * rank], &pv[h * rank..(h + 1) * rank]))
             .filter(|(pu, pv)| pu.iter().chain(pv.iter()).any(|&x| x != 0.0));

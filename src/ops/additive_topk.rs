@@ -100,7 +100,7 @@ pub fn additive_topk<K: Float>(args: &AdditiveTopkArgs<'_, K>) -> Result<TopkOut
         )?;
         Ok(TopkOutput {
             idx: Tensor::from_vec(&device, &shape, idx)?,
-            score: Tensor::from_vec(&device, &shape, to_f32(score))?,
+            score: Tensor::from_vec(&device, &shape, to_f32(OP, score)?)?,
         })
     },
     gpu(g) => {
@@ -150,8 +150,8 @@ pub fn additive_topk_backward<K: Float>(
             host(OP, "dscore", dscore)?,
         )?;
         Ok(AdditiveTopkGrads {
-            dq: Tensor::from_vec(&device, args.q.shape(), to_f32(dq))?,
-            dkeys: Tensor::from_vec(&device, args.keys.shape(), to_f32(dkeys))?,
+            dq: Tensor::from_vec(&device, args.q.shape(), to_f32(OP, dq)?)?,
+            dkeys: Tensor::from_vec(&device, args.keys.shape(), to_f32(OP, dkeys)?)?,
         })
     },
     gpu(g) => {

@@ -82,7 +82,7 @@ pub fn index_map(args: &IndexMapArgs<'_>) -> Result<Tensor<u32>> {
             None => None,
         };
         let idx = g.buffer(OP, "idx", args.idx)?;
-        let out = gpu::forward(g.as_ref(), &dims, idx, shuffle)?;
+        let out = gpu::forward(g.as_ref(), &dims, idx, shuffle, gpu::SignedIndices::default())?;
         g.wrap(args.idx.shape(), out)
     })
 }

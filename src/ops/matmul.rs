@@ -133,7 +133,7 @@ pub fn matmul(args: &MatmulArgs<'_>) -> Result<Tensor<f32>> {
             host(OP, "b", args.b)?,
             addend,
         )?;
-        Tensor::from_vec(&device, &[dims.m, dims.n], to_f32(c))
+        Tensor::from_vec(&device, &[dims.m, dims.n], to_f32(OP, c)?)
     },
     gpu(g) => {
         let addend = match args.addend {

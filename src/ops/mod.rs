@@ -72,6 +72,9 @@ pub(crate) fn host<'t, T: Element>(
 }
 
 /// Rounds reference results (f64) to the f32 outputs of the public API.
-pub(crate) fn to_f32(v: Vec<f64>) -> Vec<f32> {
-    v.into_iter().map(|x| x as f32).collect()
+///
+/// # Errors
+/// [`Error::OutOfMemory`] when the f32 copy cannot be allocated.
+pub(crate) fn to_f32(op: &'static str, v: Vec<f64>) -> Result<Vec<f32>> {
+    crate::alloc::collect(op, v.into_iter().map(|x| x as f32))
 }

@@ -137,9 +137,9 @@ pub fn moe_ffn<W: Float>(args: &MoeFfnArgs<'_, W>) -> Result<MoeFfnOutput> {
             host(OP, "w2", args.w2)?,
         )?;
         Ok(MoeFfnOutput {
-            out: Tensor::from_vec(&device, &[dims.tokens, dims.d_model], to_f32(out))?,
+            out: Tensor::from_vec(&device, &[dims.tokens, dims.d_model], to_f32(OP, out)?)?,
             experts: Tensor::from_vec(&device, &routed, experts)?,
-            gates: Tensor::from_vec(&device, &routed, to_f32(gates))?,
+            gates: Tensor::from_vec(&device, &routed, to_f32(OP, gates)?)?,
         })
     },
     gpu(g) => {
@@ -152,7 +152,7 @@ pub fn moe_ffn<W: Float>(args: &MoeFfnArgs<'_, W>) -> Result<MoeFfnOutput> {
                 let (e, w) = reference::route(&dims, &logits.to_vec()?, gates)?;
                 (
                     Tensor::from_vec(&device, &routed, e)?,
-                    Tensor::from_vec(&device, &routed, to_f32(w))?,
+                    Tensor::from_vec(&device, &routed, to_f32(OP, w)?)?,
                 )
             }
         };

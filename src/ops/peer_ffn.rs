@@ -106,7 +106,7 @@ pub fn peer_ffn<V: Float>(args: &PeerFfnArgs<'_, V>) -> Result<Tensor<f32>> {
             host(OP, "down", args.down)?,
             host(OP, "up", args.up)?,
         )?;
-        Tensor::from_vec(&device, &[dims.tokens, dims.dv], to_f32(out))
+        Tensor::from_vec(&device, &[dims.tokens, dims.dv], to_f32(OP, out)?)
     },
     gpu(g) => {
         let b = buffers(g.as_ref(), args)?;
@@ -152,10 +152,10 @@ pub fn peer_ffn_backward<V: Float>(
             host(OP, "dout", dout)?,
         )?;
         Ok(PeerFfnGrads {
-            dz: Tensor::from_vec(&device, args.z.shape(), to_f32(g.dz))?,
-            dscores: Tensor::from_vec(&device, args.scores.shape(), to_f32(g.dscores))?,
-            ddown: Tensor::from_vec(&device, args.down.shape(), to_f32(g.ddown))?,
-            dup: Tensor::from_vec(&device, args.up.shape(), to_f32(g.dup))?,
+            dz: Tensor::from_vec(&device, args.z.shape(), to_f32(OP, g.dz)?)?,
+            dscores: Tensor::from_vec(&device, args.scores.shape(), to_f32(OP, g.dscores)?)?,
+            ddown: Tensor::from_vec(&device, args.down.shape(), to_f32(OP, g.ddown)?)?,
+            dup: Tensor::from_vec(&device, args.up.shape(), to_f32(OP, g.dup)?)?,
         })
     },
     gpu(g) => {

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::gpu::rmsnorm as gpu;
 use crate::ops::{host, to_f32, DeviceCheck};
 use crate::reference::rmsnorm as reference;
-use crate::reference::widen;
+use crate::reference::try_widen;
 use crate::tensor::Tensor;
 #[cfg(gpu_backend)]
 use crate::tensor::TensorGpu;
@@ -84,12 +84,12 @@ pub fn rmsnorm(args: &RmsNormArgs<'_>) -> Result<Tensor<f32>> {
     on_device!(device,
     cpu => {
         let y = reference::forward_repeated(
-            &widen(host(OP, "x", args.x)?),
-            &widen(host(OP, "gamma", args.gamma)?),
+            &try_widen(OP, host(OP, "x", args.x)?)?,
+            &try_widen(OP, host(OP, "gamma", args.gamma)?)?,
             f64::from(args.eps),
             dims.repeat,
         );
-        Tensor::from_vec(&device, &out_shape, to_f32(y))
+        Tensor::from_vec(&device, &out_shape, to_f32(OP, y)?)
     },
     gpu(g) => {
         let (x, gamma) = (g.buffer(OP, "x", args.x)?, g.buffer(OP, "gamma", args.gamma)?);
@@ -121,15 +121,15 @@ pub fn rmsnorm_backward(args: &RmsNormArgs<'_>, dy: &Tensor<f32>) -> Result<RmsN
     on_device!(device,
     cpu => {
         let (dx, dgamma) = reference::backward_repeated(
-            &widen(host(OP, "x", args.x)?),
-            &widen(host(OP, "gamma", args.gamma)?),
+            &try_widen(OP, host(OP, "x", args.x)?)?,
+            &try_widen(OP, host(OP, "gamma", args.gamma)?)?,
             f64::from(args.eps),
             dims.repeat,
-            &widen(host(OP, "dy", dy)?),
+            &try_widen(OP, host(OP, "dy", dy)?)?,
         );
         Ok(RmsNormGrads {
-            dx: Tensor::from_vec(&device, args.x.shape(), to_f32(dx))?,
-            dgamma: Tensor::from_vec(&device, &[dims.dim], to_f32(dgamma))?,
+            dx: Tensor::from_vec(&device, args.x.shape(), to_f32(OP, dx)?)?,
+            dgamma: Tensor::from_vec(&device, &[dims.dim], to_f32(OP, dgamma)?)?,
         })
     },
     gpu(g) => {

@@ -57,7 +57,7 @@ pub fn score_fn(args: &ScoreFnArgs<'_>) -> Result<Tensor<f32>> {
     on_device!(device,
     cpu => {
         let y = reference::forward(&dims, args.func, host(OP, "score", args.score)?)?;
-        Tensor::from_vec(&device, args.score.shape(), to_f32(y))
+        Tensor::from_vec(&device, args.score.shape(), to_f32(OP, y)?)
     },
     gpu(g) => {
         let score = g.buffer(OP, "score", args.score)?;
@@ -93,7 +93,7 @@ pub fn score_fn_backward(args: &ScoreFnArgs<'_>, dout: &Tensor<f32>) -> Result<T
             host(OP, "score", args.score)?,
             host(OP, "dout", dout)?,
         )?;
-        Tensor::from_vec(&device, args.score.shape(), to_f32(dx))
+        Tensor::from_vec(&device, args.score.shape(), to_f32(OP, dx)?)
     },
     gpu(g) => {
         let score = g.buffer(OP, "score", args.score)?;

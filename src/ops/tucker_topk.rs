@@ -104,7 +104,7 @@ pub fn tucker_topk<K: Float>(args: &TuckerTopkArgs<'_, K>) -> Result<TopkOutput>
         )?;
         Ok(TopkOutput {
             idx: Tensor::from_vec(&device, &idx_shape, idx)?,
-            score: Tensor::from_vec(&device, &score_shape, to_f32(score))?,
+            score: Tensor::from_vec(&device, &score_shape, to_f32(OP, score)?)?,
         })
     },
     gpu(g) => {
@@ -157,9 +157,9 @@ pub fn tucker_topk_backward<K: Float>(
             host(OP, "dscore", dscore)?,
         )?;
         Ok(TuckerTopkGrads {
-            dq: Tensor::from_vec(&device, args.q.shape(), to_f32(g.dq))?,
-            dkeys: Tensor::from_vec(&device, args.keys.shape(), to_f32(g.dkeys))?,
-            dcores: Tensor::from_vec(&device, args.cores.shape(), to_f32(g.dcores))?,
+            dq: Tensor::from_vec(&device, args.q.shape(), to_f32(OP, g.dq)?)?,
+            dkeys: Tensor::from_vec(&device, args.keys.shape(), to_f32(OP, g.dkeys)?)?,
+            dcores: Tensor::from_vec(&device, args.cores.shape(), to_f32(OP, g.dcores)?)?,
         })
     },
     gpu(g) => {

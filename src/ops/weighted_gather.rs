@@ -86,7 +86,7 @@ pub fn weighted_gather<V: Float>(args: &WeightedGatherArgs<'_, V>) -> Result<Ten
             host(OP, "weights", args.weights)?,
             host(OP, "table", args.table)?,
         )?;
-        Tensor::from_vec(&device, &[dims.tokens, dims.dv], to_f32(out))
+        Tensor::from_vec(&device, &[dims.tokens, dims.dv], to_f32(OP, out)?)
     },
     gpu(g) => {
         let out = gpu::forward(g.as_ref(), &dims, V::DTYPE, &buffers(g.as_ref(), args)?)?;
@@ -130,8 +130,8 @@ pub fn weighted_gather_backward<V: Float>(
             host(OP, "dout", dout)?,
         )?;
         Ok(WeightedGatherGrads {
-            dweights: Tensor::from_vec(&device, args.weights.shape(), to_f32(dw))?,
-            dtable: Tensor::from_vec(&device, args.table.shape(), to_f32(dtable))?,
+            dweights: Tensor::from_vec(&device, args.weights.shape(), to_f32(OP, dw)?)?,
+            dtable: Tensor::from_vec(&device, args.table.shape(), to_f32(OP, dtable)?)?,
         })
     },
     gpu(g) => {

@@ -22,8 +22,8 @@ pub fn forward<Q: Float, K: Float>(
     check_len(OP, "q", q, d.tokens * d.heads * d.dk)?;
     check_len(OP, "keys", keys, d.heads * 2 * n * half)?;
     check_finite(OP, "q", q)?;
-    let mut idx = Vec::with_capacity(d.tokens * d.heads * d.k);
-    let mut score = Vec::with_capacity(idx.capacity());
+    let mut idx = crate::alloc::with_capacity(OP, d.tokens * d.heads * d.k)?;
+    let mut score = crate::alloc::with_capacity(OP, idx.capacity())?;
     for (th, qt) in q.chunks_exact(d.dk).enumerate() {
         let h = th % d.heads;
         let side_scores = |side: usize| -> Vec<f64> {
@@ -35,7 +35,7 @@ pub fn forward<Q: Float, K: Float>(
         };
         let (s1, s2) = (side_scores(0), side_scores(1));
         let (i1, i2) = (top_k_of(&s1, d.k1), top_k_of(&s2, d.k1));
-        let mut cands = Vec::with_capacity(d.k1 * d.k1);
+        let mut cands = crate::alloc::with_capacity(OP, d.k1 * d.k1)?;
         for &i in &i1 {
             for &j in &i2 {
                 cands.push((s1[i] + s2[j], (i * n + j) as u64));
@@ -68,8 +68,8 @@ pub fn backward<Q: Float, K: Float, G: Float>(
     check_len(OP, "idx", idx, d.tokens * d.heads * d.k)?;
     check_len(OP, "dscore", dscore, idx.len())?;
     check_indices(OP, "idx", idx, (n * n) as u64)?;
-    let mut dq = vec![0.0; q.len()];
-    let mut dkeys = vec![0.0; keys.len()];
+    let mut dq = crate::alloc::zeros(OP, q.len())?;
+    let mut dkeys = crate::alloc::zeros(OP, keys.len())?;
     for (slot, (&flat, g)) in idx.iter().zip(dscore).enumerate() {
         let th = slot / d.k;
         let h = th % d.heads;

@@ -39,7 +39,7 @@ pub fn forward<A: Float, B: Float>(
             k * d.n + n
         }
     };
-    let mut c = Vec::with_capacity(d.m * d.n);
+    let mut c = crate::alloc::with_capacity(OP, d.m * d.n)?;
     for m in 0..d.m {
         for n in 0..d.n {
             let sum: f64 = (0..d.k)

@@ -30,7 +30,13 @@ pub(crate) fn dot<A: Float, B: Float>(a: &[A], b: &[B]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x.to_f64() * y.to_f64()).sum()
 }
 
-/// Widens a slice to f64.
+/// Widens a slice to f64 (the reference layers' small operands).
 pub(crate) fn widen<T: Float>(s: &[T]) -> Vec<f64> {
     s.iter().map(|x| x.to_f64()).collect()
+}
+
+/// Widens a slice to f64, with [`crate::Error::OutOfMemory`] when the copy cannot be allocated
+/// (the ops' CPU paths, which a caller may hand any size).
+pub(crate) fn try_widen<T: Float>(op: &'static str, s: &[T]) -> crate::Result<Vec<f64>> {
+    crate::alloc::collect(op, s.iter().map(|x| x.to_f64()))
 }

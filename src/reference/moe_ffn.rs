@@ -22,10 +22,10 @@ pub fn route<L: Float>(
     d.check()?;
     check_len(OP, "logits", logits, d.tokens * d.experts)?;
     check_finite(OP, "logits", logits)?;
-    let mut experts = Vec::with_capacity(d.tokens * d.k);
-    let mut gates = Vec::with_capacity(d.tokens * d.k);
+    let mut experts = crate::alloc::with_capacity(OP, d.tokens * d.k)?;
+    let mut gates = crate::alloc::with_capacity(OP, d.tokens * d.k)?;
     for row in logits.chunks_exact(d.experts) {
-        let l: Vec<f64> = row.iter().map(|x| x.to_f64()).collect();
+        let l: Vec<f64> = crate::alloc::collect(OP, row.iter().map(|x| x.to_f64()))?;
         let max = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = l.iter().map(|&x| (x - max).exp()).sum();
         let chosen = top_k_of(&l, d.k);
@@ -66,7 +66,7 @@ pub fn forward<X: Float, G: Float, W: Float>(
         check_len(OP, arg, w, d.experts * f * dm)?;
     }
     check_indices(OP, "experts", experts, d.experts as u64)?;
-    let mut out = vec![0.0; d.tokens * dm];
+    let mut out = crate::alloc::zeros(OP, d.tokens * dm)?;
     for (slot, (&e, g)) in experts.iter().zip(gates).enumerate() {
         let t = slot / d.k;
         let (e, g) = (e as usize, g.to_f64());

@@ -40,7 +40,7 @@ pub fn forward<S: Float, Z: Float, V: Float>(
 ) -> Result<Vec<f64>> {
     check_inputs(d, rows, s, z, down, up)?;
     let width = d.dv / d.cores;
-    let mut out = vec![0.0; d.tokens * d.dv];
+    let mut out = crate::alloc::zeros(OP, d.tokens * d.dv)?;
     for (slot, &row) in rows.iter().enumerate() {
         let (t, r) = (slot / d.slots, row as usize);
         let phi = apply(
@@ -95,10 +95,10 @@ pub fn backward<S: Float, Z: Float, V: Float, G: Float>(
     check_len(OP, "dout", dout, d.tokens * d.dv)?;
     let width = d.dv / d.cores;
     let mut g = PeerGrads {
-        dz: vec![0.0; z.len()],
-        dscores: vec![0.0; s.len()],
-        ddown: vec![0.0; down.len()],
-        dup: vec![0.0; up.len()],
+        dz: crate::alloc::zeros(OP, z.len())?,
+        dscores: crate::alloc::zeros(OP, s.len())?,
+        ddown: crate::alloc::zeros(OP, down.len())?,
+        dup: crate::alloc::zeros(OP, up.len())?,
     };
     for (slot, &row) in rows.iter().enumerate() {
         let (t, r) = (slot / d.slots, row as usize);

@@ -18,19 +18,20 @@ fn sigmoid(x: f64) -> f64 {
 pub fn forward<S: Float>(d: &ScoreFnDims, func: ScoreFn, score: &[S]) -> Result<Vec<f64>> {
     d.check()?;
     check_len(OP, "score", score, d.tokens * d.heads * d.k * d.cores)?;
-    let x: Vec<f64> = score.iter().map(|s| s.to_f64()).collect();
+    let x: Vec<f64> = crate::alloc::collect(OP, score.iter().map(|s| s.to_f64()))?;
     Ok(match func {
         ScoreFn::Raw => x,
-        ScoreFn::Relu => x.iter().map(|&v| v.max(0.0)).collect(),
-        ScoreFn::Sigmoid => x.iter().map(|&v| sigmoid(v)).collect(),
-        ScoreFn::Softmax => softmax(d, &x),
+        // In place: no second allocation of the scores' size.
+        ScoreFn::Relu => x.into_iter().map(|v| v.max(0.0)).collect(),
+        ScoreFn::Sigmoid => x.into_iter().map(sigmoid).collect(),
+        ScoreFn::Softmax => softmax(d, &x)?,
     })
 }
 
 /// Softmax over the `k` axis of `[T·H, k, Cn]`, max-shifted for range.
-fn softmax(d: &ScoreFnDims, x: &[f64]) -> Vec<f64> {
+fn softmax(d: &ScoreFnDims, x: &[f64]) -> Result<Vec<f64>> {
     let (k, cn) = (d.k, d.cores);
-    let mut y = vec![0.0; x.len()];
+    let mut y = crate::alloc::zeros(OP, x.len())?;
     for group in 0..d.tokens * d.heads {
         for c in 0..cn {
             let at = |slot: usize| group * k * cn + slot * cn + c;
@@ -41,7 +42,7 @@ fn softmax(d: &ScoreFnDims, x: &[f64]) -> Vec<f64> {
             }
         }
     }
-    y
+    Ok(y)
 }
 
 /// `dscore` from the forward input `score` and `dout`.
@@ -56,7 +57,7 @@ pub fn backward<S: Float, G: Float>(
 ) -> Result<Vec<f64>> {
     let y = forward(d, func, score)?;
     check_len(OP, "dout", dout, y.len())?;
-    let dy: Vec<f64> = dout.iter().map(|g| g.to_f64()).collect();
+    let dy: Vec<f64> = crate::alloc::collect(OP, dout.iter().map(|g| g.to_f64()))?;
     Ok(match func {
         ScoreFn::Raw => dy,
         ScoreFn::Relu => score
@@ -72,7 +73,7 @@ pub fn backward<S: Float, G: Float>(
         ScoreFn::Softmax => {
             // dx = y ⊙ (dy − Σ_k y·dy), per (token, head, core).
             let (k, cn) = (d.k, d.cores);
-            let mut dx = vec![0.0; y.len()];
+            let mut dx = crate::alloc::zeros(OP, y.len())?;
             for group in 0..d.tokens * d.heads {
                 for c in 0..cn {
                     let at = |slot: usize| group * k * cn + slot * cn + c;

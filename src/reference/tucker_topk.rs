@@ -54,8 +54,8 @@ pub fn forward<Q: Float, K: Float, C: Float>(
     check_finite(OP, "cores", cores)?;
     check_finite(OP, "u", u)?;
     check_finite(OP, "v", v)?;
-    let mut idx = Vec::with_capacity(d.tokens * d.heads * d.m);
-    let mut score = Vec::with_capacity(idx.capacity() * cn);
+    let mut idx = crate::alloc::with_capacity(OP, d.tokens * d.heads * d.m)?;
+    let mut score = crate::alloc::with_capacity(OP, idx.capacity() * cn)?;
     for (th, qt) in q.chunks_exact(2 * r_ * dk).enumerate() {
         let h = th % d.heads;
         let side = |s: usize| Side {
@@ -82,8 +82,8 @@ pub fn forward<Q: Float, K: Float, C: Float>(
         let core =
             |c: usize, r: usize, r2: usize| cores[((h * cn + c) * r_ + r) * r_ + r2].to_f64();
         // per_core[cell * cn + c] = G_c of grid cell (a, b), cell = a * K1 + b.
-        let mut per_core = Vec::with_capacity(d.k1 * d.k1 * cn);
-        let mut cands = Vec::with_capacity(d.k1 * d.k1);
+        let mut per_core = crate::alloc::with_capacity(OP, d.k1 * d.k1 * cn)?;
+        let mut cands = crate::alloc::with_capacity(OP, d.k1 * d.k1)?;
         for &i in &i1 {
             for &j in &i2 {
                 let mut total = 0.0;
@@ -149,9 +149,9 @@ pub fn backward<Q: Float, K: Float, C: Float, G: Float>(
     check_len(OP, "dscore", dscore, idx.len() * cn)?;
     check_indices(OP, "idx", idx, (n * n) as u64)?;
     let mut g = TuckerGrads {
-        dq: vec![0.0; q.len()],
-        dkeys: vec![0.0; keys.len()],
-        dcores: vec![0.0; cores.len()],
+        dq: crate::alloc::zeros(OP, q.len())?,
+        dkeys: crate::alloc::zeros(OP, keys.len())?,
+        dcores: crate::alloc::zeros(OP, cores.len())?,
     };
     let side_len = r_ * dk;
     for (slot, &nu) in idx.iter().enumerate() {

@@ -32,7 +32,7 @@ pub fn forward<W: Float, V: Float>(
 ) -> Result<Vec<f64>> {
     check_inputs(d, rows, w, table)?;
     let width = d.dv / d.cores;
-    let mut out = vec![0.0; d.tokens * d.dv];
+    let mut out = crate::alloc::zeros(OP, d.tokens * d.dv)?;
     for (slot, &row) in rows.iter().enumerate() {
         let t = slot / d.slots;
         let src = &table[row as usize * d.dv..(row as usize + 1) * d.dv];
@@ -59,8 +59,8 @@ pub fn backward<W: Float, V: Float, G: Float>(
     check_inputs(d, rows, w, table)?;
     check_len(OP, "dout", dout, d.tokens * d.dv)?;
     let width = d.dv / d.cores;
-    let mut dw = vec![0.0; w.len()];
-    let mut dtable = vec![0.0; table.len()];
+    let mut dw = crate::alloc::zeros(OP, w.len())?;
+    let mut dtable = crate::alloc::zeros(OP, table.len())?;
     for (slot, &row) in rows.iter().enumerate() {
         let t = slot / d.slots;
         let base = row as usize * d.dv;

@@ -16,6 +16,22 @@ use crate::error::{Error, Result};
 use crate::gpu::{poisoning, Fill, Gpu, Launch, SyncState, POISON_BITS};
 use crate::registry::KernelId;
 
+/// The shaders index their bindings with `u32` element offsets (`r * width + col`, a word
+/// index times 2 for 16-bit tables, …). A binding below 2^32 bytes holds fewer than 2^31
+/// elements of 2 bytes, so every offset into it, and twice it, fits `u32`: this is the bound
+/// the host proves for the WGSL, whatever the adapter allows (Metal lets a binding pass
+/// 4 GiB, where wrapped offsets would read the wrong rows).
+pub(crate) const WGSL_MAX_BINDING_BYTES: u64 = (1 << 32) - 4;
+
+/// The most bytes one storage binding may hold here: the adapter's limits, capped by the
+/// shaders' 32-bit offsets.
+pub(crate) fn binding_limit(limits: &wgpu::Limits) -> u64 {
+    limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size)
+        .min(WGSL_MAX_BINDING_BYTES)
+}
+
 /// A pipeline: kernel, entry, table dtype code and the other overrides' values.
 type PipelineKey = (KernelId, &'static str, u32, Vec<(&'static str, u32)>);
 
@@ -94,6 +110,22 @@ impl WgpuDevice {
         }
     }
 
+    /// Refuses a buffer larger than one binding may be (see [`binding_limit`]) before wgpu sees
+    /// it, as `Unsupported` (wgpu's own validation error would come back as `Error::Backend`).
+    fn check_size(&self, bytes: usize) -> Result<()> {
+        let limit = binding_limit(&self.limits);
+        if bytes as u64 > limit {
+            return Err(Error::Unsupported {
+                op: "wgpu buffer",
+                backend: Backend::Wgpu,
+                reason: format!(
+                    "{bytes} bytes exceed the {limit} bytes one binding may hold on this adapter"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn storage_buffer(&self, bytes: usize) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
@@ -108,6 +140,7 @@ impl WgpuDevice {
 
     /// Uploads bytes into a new storage buffer.
     pub(crate) fn upload_bytes(&self, bytes: &[u8]) -> Result<wgpu::Buffer> {
+        self.check_size(bytes.len())?;
         self.scoped(|| {
             let buffer = self.storage_buffer(bytes.len());
             let whole = bytes.len() / 4 * 4;
@@ -206,6 +239,7 @@ impl Gpu for WgpuDevice {
     }
 
     fn alloc(&self, bytes: usize, fill: Fill) -> Result<wgpu::Buffer> {
+        self.check_size(bytes)?;
         self.scoped(|| {
             // wgpu zero-initialises every new buffer.
             let buffer = self.storage_buffer(bytes);
@@ -349,9 +383,7 @@ impl Gpu for WgpuDevice {
     }
 
     fn max_binding_bytes(&self) -> u64 {
-        self.limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size)
+        binding_limit(&self.limits)
     }
 
     fn max_workgroup_bytes(&self) -> u64 {
@@ -372,5 +404,32 @@ impl Gpu for WgpuDevice {
             "{} ({:?}, {:?})",
             self.info.name, self.info.backend, self.info.device_type
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An adapter that allows 16 GiB bindings (Metal does) still gets at most 4 GiB − 4 per
+    /// binding, where every u32 offset of the shaders is exact; a small adapter keeps its own.
+    #[test]
+    fn bindings_stay_below_the_shaders_32_bit_offsets_whatever_the_adapter_allows() {
+        let large = wgpu::Limits {
+            max_storage_buffer_binding_size: 16 << 30,
+            max_buffer_size: 16 << 30,
+            ..wgpu::Limits::default()
+        };
+        assert_eq!(binding_limit(&large), WGSL_MAX_BINDING_BYTES);
+        assert!(
+            WGSL_MAX_BINDING_BYTES / 2 < 1 << 31,
+            "16-bit elements index below 2^31"
+        );
+        let small = wgpu::Limits {
+            max_storage_buffer_binding_size: 128 << 20,
+            max_buffer_size: 256 << 20,
+            ..wgpu::Limits::default()
+        };
+        assert_eq!(binding_limit(&small), 128 << 20);
     }
 }

@@ -170,3 +170,65 @@ fn tucker_proxy_rejects_non_finite_cores() {
         "{e}"
     );
 }
+
+#[test]
+fn tucker_proxy_rejects_a_rank_past_the_host_solvers_limit_before_any_work() {
+    use ultramem::layer::tucker_proxy::MAX_PROXY_RANK;
+    // R = 1024 ran the Jacobi solver for minutes (a hang to the caller); now it is refused at
+    // once. The cores need not even be allocated: the rank is checked before their length.
+    let start = std::time::Instant::now();
+    let e = tucker_proxy::<f32>(&[], 1, 1, 1024, None).unwrap_err();
+    assert!(
+        matches!(e, Error::Unsupported { op: "tucker_proxy", ref reason, .. } if reason.contains("1024")),
+        "{e}"
+    );
+    assert!(start.elapsed().as_secs() < 1);
+    // The limit itself is accepted and returns in bounded time.
+    let r = MAX_PROXY_RANK;
+    let cores: Vec<f64> = (0..r * r)
+        .map(|i| {
+            if i % (r + 1) == 0 {
+                1.0 + (i / r) as f64
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let (u, _) = tucker_proxy(&cores, 1, 1, r, None).unwrap();
+    assert!(
+        (u[r - 1].abs() - 1.0).abs() < 1e-9,
+        "the largest diagonal entry's axis"
+    );
+}
+
+#[test]
+fn tucker_proxy_takes_huge_and_tiny_cores() {
+    // C̄C̄ᵀ of 1e200 overflowed and of 1e-170 underflowed, both reported as "sum is zero".
+    for scale in [1e200f64, 1e-170] {
+        let cores = [3.0 * scale, 0.0, 0.0, scale];
+        let (u, v) = tucker_proxy(&cores, 1, 1, 2, None).unwrap();
+        assert_eq!((u, v), (vec![1.0, 0.0], vec![1.0, 0.0]), "scale {scale}");
+        let cores3 = [
+            3.0 * scale,
+            0.0,
+            0.0,
+            0.0,
+            scale,
+            0.0,
+            0.0,
+            0.0,
+            2.0 * scale,
+        ];
+        let (u, _) = tucker_proxy(&cores3, 1, 1, 3, None).unwrap();
+        assert!((u[0] - 1.0).abs() < 1e-12, "scale {scale}: {u:?}");
+    }
+    let e = tucker_proxy(
+        &[f64::MAX, 0.0, 0.0, 1.0, f64::MAX, 0.0, 0.0, 1.0],
+        1,
+        2,
+        2,
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("overflows"), "{e}");
+}

@@ -392,3 +392,85 @@ fn the_abi_device_path_refuses_what_the_kernels_do_not_take() {
     .unwrap_err();
     assert!(matches!(e, Error::IndexOutOfRange { .. }), "{e}");
 }
+
+/// int32 indices on the GPU path: the kernels read them as u32, so a negative one arrives as
+/// `>= 2^31`. The index map bounds int32 `ν` and int32 shuffle entries by `2^31` in the kernel
+/// (without a shuffle `ν` had no bound at all, and −1 mapped to row 5 of 10); an int32 output
+/// or input that would need values past `2^31` is refused before any launch.
+#[test]
+fn negative_int32_indices_on_the_abi_device_path_are_errors() {
+    const MAP: &str = "index_map";
+    let ip = Interp::new();
+    let plain = IndexMapConfig::plain(10);
+    let run = |idx: &[u32], idx_elem, shuffle: Option<(&[u32], Elem)>, map, out_elem| {
+        let ib = ip.upload_pod(idx);
+        let mut out = poisoned(&ip, idx.len());
+        let sb = shuffle.map(|(s, _)| ip.upload_pod(s));
+        let sm = shuffle.map(|(s, e)| meta(MAP, "shuffle", &[s.len()], e));
+        let r = device::index_map_forward(
+            &ip,
+            [
+                &meta(MAP, "idx", &[idx.len()], idx_elem),
+                &meta(MAP, "out", &[idx.len()], out_elem),
+            ],
+            sm.as_ref().zip(sb.as_ref()),
+            map,
+            &ib,
+            &mut out,
+        );
+        r.map(|()| ip.read_u32(&out, idx.len()))
+    };
+    let minus_one = u32::MAX;
+    // ν = −1, no shuffle.
+    let e = run(&[minus_one, 3], Elem::I32, None, plain, Elem::I32).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::IndexOutOfRange {
+                arg: "idx",
+                position: 0,
+                index: -1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // The same bits as uint32 are a valid ν: (2^32 − 1) mod 10 = 5.
+    assert_eq!(
+        run(&[minus_one, 3], Elem::U32, None, plain, Elem::I32).unwrap(),
+        [5, 3]
+    );
+    // A shuffle entry of −1.
+    let shuffle = [0u32, minus_one, 2];
+    let e = run(
+        &[2, 1],
+        Elem::U32,
+        Some((&shuffle, Elem::I32)),
+        plain,
+        Elem::I32,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidArgument { arg: "shuffle", ref reason, .. } if reason.contains("idx[1]")),
+        "{e}"
+    );
+    assert_eq!(
+        run(
+            &[2, 1],
+            Elem::U32,
+            Some((&shuffle, Elem::U32)),
+            plain,
+            Elem::I32
+        )
+        .unwrap(),
+        [2, 5]
+    );
+    // An int32 output for a table past 2^31 rows.
+    let big = IndexMapConfig::plain(1 << 32);
+    let e = run(&[1], Elem::U32, None, big, Elem::I32).unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    assert_eq!(
+        run(&[minus_one], Elem::U32, None, big, Elem::U32).unwrap(),
+        [minus_one]
+    );
+}

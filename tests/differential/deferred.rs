@@ -1,7 +1,7 @@
 //! Deferred checks (`Device::set_deferred_checks`): a layer's forward and backward run with no
 //! host synchronisation, give bitwise the results of the immediate mode, and a bad input is
-//! still reported — by `check_errors`, as the first queued error, with the immediate mode's
-//! position and index.
+//! still reported — by `check_errors`, every failing op with the immediate mode's position and
+//! index.
 
 use crate::common::{device_tests, normals};
 use ultramem::layer::init::{init_params, InitScheme};
@@ -85,6 +85,37 @@ fn check(dev: &Device) {
         "{e}"
     );
     dev.check_errors().unwrap(); // reported once
+
+    // Two independent failing ops between a good one: both are reported, oldest first.
+    let bad_row = Tensor::from_vec(dev, &[1, 1], vec![7u32]).unwrap();
+    let bad_args = |rows| WeightedGatherArgs {
+        rows,
+        weights: &w1,
+        table: &table,
+    };
+    assert!(weighted_gather(&bad_args(&bad_row)).is_ok(), "queued");
+    weighted_gather(&bad_args(&fine)).unwrap();
+    let other_table = Tensor::from_vec(dev, &[2, 2], normals(5, 4, 1.0)).unwrap();
+    assert!(weighted_gather(&WeightedGatherArgs {
+        rows: &fine,
+        weights: &w1,
+        table: &other_table,
+    })
+    .is_ok());
+    match dev.check_errors().unwrap_err() {
+        Error::Several { errors } => {
+            let found: Vec<(i64, u64)> = errors
+                .iter()
+                .map(|e| match e {
+                    Error::IndexOutOfRange { index, bound, .. } => (*index, *bound),
+                    other => panic!("{other}"),
+                })
+                .collect();
+            assert_eq!(found, [(7, 4), (3, 2)]);
+        }
+        e => panic!("expected both failures, got {e}"),
+    }
+    dev.check_errors().unwrap();
 
     // A non-finite query reaches the layer's top-k: reported by synchronize too.
     let mut bad = normals(1, 5 * 64, 1.0);

@@ -109,3 +109,26 @@ device_proptests!(matches_reference, 48, (idx, shuffle, map) in case(), |dev| {
 device_tests!(rejects_index_past_shuffle_table, |dev| {
     check_bad_index(dev);
 });
+
+/// A shuffle of exactly 2^32 entries (16 GiB, zero-filled lazily by the OS, so only the pages
+/// read are ever touched) was passed to the kernels as length 0 — "no shuffle" — and `ν` came
+/// back unshuffled. Every u32 `ν` is inside such a table.
+#[test]
+fn a_shuffle_of_2_32_entries_is_read_in_ptx_interpreter() {
+    let dev = Device::ptx_interp().unwrap();
+    let shuffle = match Tensor::<u32>::zeros(&dev, &[1 << 32]) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("SKIPPED: no 16 GiB of address space for the shuffle table: {e}");
+            return;
+        }
+    };
+    let idx = Tensor::from_vec(&dev, &[3], vec![5u32, 7, u32::MAX]).unwrap();
+    let out = index_map(&IndexMapArgs {
+        idx: &idx,
+        shuffle: Some(&shuffle),
+        map: IndexMapConfig::plain(10),
+    })
+    .unwrap();
+    assert_eq!(out.to_vec().unwrap(), [0, 0, 0], "every shuffle entry is 0");
+}

@@ -68,3 +68,18 @@ fn every_kernel_has_differential_tests() {
         }
     }
 }
+
+/// A buffer past what one binding may hold is `Error::Unsupported` on wgpu, as the README says
+/// (it was wgpu's validation error, `Error::Backend`). lavapipe allows 128 MiB per binding.
+#[test]
+fn a_buffer_past_the_binding_limit_is_unsupported_on_wgpu() {
+    let Some(dev) = common::wgpu() else {
+        return;
+    };
+    match ultramem::Tensor::<f32>::zeros(dev, &[1 << 32]) {
+        Err(ultramem::Error::Unsupported { reason, .. }) => {
+            assert!(reason.contains("binding"), "{reason}")
+        }
+        other => panic!("expected Unsupported, got {:?}", other.map(|t| t.len())),
+    }
+}

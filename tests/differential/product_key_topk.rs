@@ -639,3 +639,54 @@ fn check_bad_inputs(dev: &Device) {
 device_tests!(rejects_bad_inputs, |dev| {
     check_bad_inputs(dev);
 });
+
+/// Shapes whose buffers the kernels would address past 2^32 elements with their 32-bit
+/// offsets are refused before any launch (inputs zero-filled lazily, so the test needs no
+/// memory): the additive stage 1 at T = 2^24 + 1, n = K1 = 128 (its selections hold
+/// 2·T·K1 > 2^32 entries; it returned a wrong top-1 for token 0) and the Tucker backward at
+/// T = 4,000,000, R 2, Cn 4, m 64 (weights and core terms together 5.1·10⁹ words; the last
+/// tokens' core terms landed in another region).
+#[test]
+fn shapes_past_the_kernels_32_bit_offsets_are_unsupported_in_ptx_interpreter() {
+    let dev = Device::ptx_interp().unwrap();
+    let zeros = |shape: &[usize]| Tensor::<f32>::zeros(&dev, shape).unwrap();
+    let unsupported = |r: Result<()>, what: &str| match r {
+        Err(Error::Unsupported { reason, .. }) => {
+            assert!(reason.contains(what), "{reason}");
+        }
+        other => panic!("expected Unsupported naming {what}, got {other:?}"),
+    };
+    let keys = zeros(&[1, 2, 128, 1]);
+    let additive = |tokens: usize| {
+        let q = zeros(&[tokens, 1, 2]);
+        additive_topk(&AdditiveTopkArgs {
+            q: &q,
+            keys: &keys,
+            k: 1,
+            k1: Some(128),
+        })
+        .map(|_| ())
+    };
+    unsupported(additive((1 << 24) + 1), "2·T·H·R·K1");
+
+    let (tokens, m) = (4_000_000usize, 64);
+    let tkeys = zeros(&[1, 2, 2, 128, 2]);
+    let cores = zeros(&[1, 4, 2, 2]);
+    let uv = Tensor::from_vec(&dev, &[1, 2], vec![1.0f32, 0.0]).unwrap();
+    let q = zeros(&[tokens, 1, 2, 2, 2]);
+    let idx = Tensor::<u32>::zeros(&dev, &[tokens, 1, m]).unwrap();
+    let dscore = zeros(&[tokens, 1, m, 4]);
+    let args = TuckerTopkArgs {
+        q: &q,
+        keys: &tkeys,
+        cores: &cores,
+        u: &uv,
+        v: &uv,
+        k1: Some(128),
+        m,
+    };
+    unsupported(
+        tucker_topk_backward(&args, &idx, &dscore, BackwardMode::Deterministic).map(|_| ()),
+        "T·H·2·R·m + T·H·m·Cn·R²",
+    );
+}
