@@ -843,3 +843,44 @@ fn an_allocation_past_the_address_space_is_a_typed_error_not_an_abort() {
     let want = format!("child status {ULTRAMEM_ERR_OUT_OF_MEMORY}: weighted_gather: out of host");
     assert!(stdout.contains(&want), "{stdout}");
 }
+
+/// A `shape` or `strides` pointer that is not aligned to 8 bytes is refused before the slice
+/// is formed (forming a misaligned `&[i64]` is undefined behaviour even where x86 reads it).
+#[test]
+fn misaligned_shape_and_strides_pointers_are_refused() {
+    for field in ["shape", "strides"] {
+        let mut g = gather();
+        let mut d = [
+            Desc::new(&mut g.rows, U32, &[2, 3]),
+            Desc::new(&mut g.w, F32, &[2, 3, 1]),
+            Desc::new(&mut g.table, F32, &[4, 2]),
+            Desc::new(&mut g.out, F32, &[2, 2]),
+        ];
+        // The table's [4, 2] (and strides [2, 1]) copied one byte into a word buffer.
+        let mut bytes = [0u64; 3];
+        let values: [i64; 2] = if field == "shape" { [4, 2] } else { [2, 1] };
+        let raw: &mut [u8] = bytemuck::cast_slice_mut(&mut bytes);
+        for (i, v) in values.iter().enumerate() {
+            raw[1 + 8 * i..9 + 8 * i].copy_from_slice(&v.to_ne_bytes());
+        }
+        let odd = unsafe { raw.as_ptr().add(1) }.cast::<i64>();
+        let [r, w, t, o] = &mut d;
+        let table = t.ptr();
+        unsafe {
+            if field == "shape" {
+                (*table).shape = odd;
+            } else {
+                (*table).strides = odd;
+            }
+        }
+        let status = unsafe {
+            ultramem_weighted_gather_forward(r.ptr(), w.ptr(), table, o.ptr(), std::ptr::null_mut())
+        };
+        assert_eq!(status, ULTRAMEM_ERR_INVALID_ARGUMENT, "{field}");
+        assert!(
+            last_error().contains("not aligned to 8 bytes"),
+            "{}",
+            last_error()
+        );
+    }
+}

@@ -23,9 +23,111 @@ pub(crate) const BUFFER_SHIFT: u32 = 40;
 #[derive(Default)]
 pub(crate) struct Memory {
     pub buffers: Vec<Option<Vec<u8>>>,
+    /// The running launch's cross-block race shadow (`None`: not checked, e.g. one block).
+    pub races: Option<Races>,
+}
+
+/// Who touched a 2-byte granule of global memory in this launch: block ids + 1 (0: none).
+#[derive(Clone, Copy, Default)]
+struct Granule {
+    writer: u32,
+    reader: u32,
+    atomic: u32,
+    /// A second block read it too.
+    readers: bool,
+}
+
+const GRANULES_PER_CHUNK: usize = 2048;
+
+/// The cross-block race check of one launch. Blocks of a launch may run in any order and at
+/// once, so two of them touching the same global bytes, one writing, is a race unless both
+/// accesses are atomic. Shadow granules (2 bytes: the smallest store the kernels make) are
+/// allocated in chunks as they are touched.
+#[derive(Default)]
+pub(crate) struct Races {
+    /// The running block's linear id + 1.
+    pub block: u32,
+    chunks: std::collections::HashMap<u64, usize>,
+    store: Vec<Box<[Granule; GRANULES_PER_CHUNK]>>,
+}
+
+/// How an access touches memory, for the race check.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Touch {
+    Read,
+    Write,
+    Atomic,
+}
+
+impl Races {
+    /// Records `len` bytes at `addr` touched by the running block; the first conflicting
+    /// earlier block (id) if any.
+    pub(crate) fn touch(&mut self, addr: u64, len: usize, how: Touch) -> Option<u32> {
+        let me = self.block;
+        let first = addr >> 1;
+        let last = (addr + len.max(1) as u64 - 1) >> 1;
+        for g in first..=last {
+            let key = g / GRANULES_PER_CHUNK as u64;
+            let next = self.store.len();
+            let at = *self.chunks.entry(key).or_insert(next);
+            if at == next {
+                self.store
+                    .push(Box::new([Granule::default(); GRANULES_PER_CHUNK]));
+            }
+            let cell = &mut self.store[at][(g % GRANULES_PER_CHUNK as u64) as usize];
+            let other = |id: u32| id != 0 && id != me;
+            let conflict = match how {
+                Touch::Read => [cell.writer, cell.atomic].into_iter().find(|&b| other(b)),
+                Touch::Write => [cell.writer, cell.reader, cell.atomic]
+                    .into_iter()
+                    .find(|&b| other(b))
+                    .or((cell.readers).then_some(cell.reader)),
+                Touch::Atomic => [cell.writer, cell.reader]
+                    .into_iter()
+                    .find(|&b| other(b))
+                    .or((cell.readers).then_some(cell.reader)),
+            };
+            if conflict.is_some() {
+                return conflict;
+            }
+            match how {
+                Touch::Read if cell.reader == 0 => cell.reader = me,
+                Touch::Read if cell.reader != me => cell.readers = true,
+                Touch::Read => {}
+                Touch::Write => cell.writer = me,
+                Touch::Atomic if cell.atomic == 0 => cell.atomic = me,
+                Touch::Atomic => {}
+            }
+        }
+        None
+    }
 }
 
 impl Memory {
+    /// Records an access for the race check; an error message when it races with another
+    /// block's earlier access.
+    pub(crate) fn touch(&mut self, addr: u64, len: usize, how: Touch) -> Result<(), String> {
+        let Some(races) = self.races.as_mut() else {
+            return Ok(());
+        };
+        match races.touch(addr, len, how) {
+            None => Ok(()),
+            Some(other) => {
+                let what = match how {
+                    Touch::Read => "reads",
+                    Touch::Write => "writes",
+                    Touch::Atomic => "updates atomically",
+                };
+                Err(format!(
+                    "this block {what} global bytes at {addr:#x} that block {} of the same \
+                     launch also touched, one of them writing without both being atomic: \
+                     blocks run in any order and at once",
+                    other - 1
+                ))
+            }
+        }
+    }
+
     /// The buffer and offset of `len` bytes at `addr`, or why not.
     fn locate(&mut self, addr: u64, len: usize) -> Result<(&mut Vec<u8>, usize), String> {
         let id = (addr >> BUFFER_SHIFT) as usize;
@@ -64,6 +166,7 @@ enum State {
 struct Frame {
     regs: Vec<u64>,
     init: Vec<bool>,
+    wrapped: Vec<bool>,
     local: Vec<u8>,
     local_init: Vec<bool>,
     /// The function, and (saved caller frames) the pc of its `call`.
@@ -75,6 +178,9 @@ pub(crate) struct Thread {
     /// The running function's frame (its `func`/`pc` fields unused: see below).
     regs: Vec<u64>,
     init: Vec<bool>,
+    /// Per register: its value derives from a 32-bit integer operation whose exact result did
+    /// not fit 32 bits (see [`wraps`]); such a value may not form an address.
+    wrapped: Vec<bool>,
     local: Vec<u8>,
     local_init: Vec<bool>,
     /// The running function (an index into the module's functions) and its pc.
@@ -470,12 +576,29 @@ impl Ctx<'_> {
     #[inline(always)]
     pub(crate) fn addr(&self, t: &Thread, a: Addr) -> XResult<u64> {
         let base = match a.base {
+            AddrBase::Reg(r) if t.wrapped[r as usize] => return Err(self.wrapped_address(t, r)),
             AddrBase::Reg(r) => self.val(t, Operand::Reg(r))?,
             AddrBase::Param(off) => u64::from(off),
             AddrBase::Shared(off) => off,
             AddrBase::Local(_) => return Err(self.local_address(t)),
         };
         Ok(base.wrapping_add(a.offset as u64))
+    }
+
+    /// An address formed from a wrapped 32-bit result: the offset the kernel meant does not fit
+    /// the 32 bits it was computed in (`kernels/README.md`'s 64-bit rule).
+    #[cold]
+    #[inline(never)]
+    fn wrapped_address(&self, t: &Thread, r: u16) -> Box<ExecError> {
+        let name = &self.l.module.functions[t.func].regs[r as usize];
+        self.error(
+            t,
+            ErrorKind::WrappedAddress,
+            format!(
+                "address {name} derives from a 32-bit integer operation that wrapped (its exact \
+                 result did not fit 32 bits): compute the offset in 64 bits (mul.wide/mad.wide)"
+            ),
+        )
     }
 
     /// `ld`/`st` read and write a frame's `.param` variables; other uses of their address
@@ -570,6 +693,8 @@ fn call(ctx: &Ctx<'_>, t: &mut Thread, c: &Call) -> XResult<()> {
     fr.regs.resize(callee.regs.len(), 0);
     fr.init.clear();
     fr.init.resize(callee.regs.len(), false);
+    fr.wrapped.clear();
+    fr.wrapped.resize(callee.regs.len(), false);
     fr.local.clear();
     fr.local.resize(callee.local_bytes, 0);
     fr.local_init.clear();
@@ -601,6 +726,7 @@ fn call(ctx: &Ctx<'_>, t: &mut Thread, c: &Call) -> XResult<()> {
     }
     std::mem::swap(&mut fr.regs, &mut t.regs);
     std::mem::swap(&mut fr.init, &mut t.init);
+    std::mem::swap(&mut fr.wrapped, &mut t.wrapped);
     std::mem::swap(&mut fr.local, &mut t.local);
     std::mem::swap(&mut fr.local_init, &mut t.local_init);
     fr.func = t.func;
@@ -665,6 +791,7 @@ fn ret(ctx: &Ctx<'_>, t: &mut Thread) -> XResult<bool> {
             CallArg::Value(Operand::Reg(r)) => {
                 fr.regs[r as usize] = v;
                 fr.init[r as usize] = true;
+                fr.wrapped[r as usize] = false;
             }
             CallArg::Param { offset, size } => put_local(
                 &mut fr.local,
@@ -678,6 +805,7 @@ fn ret(ctx: &Ctx<'_>, t: &mut Thread) -> XResult<bool> {
     }
     std::mem::swap(&mut fr.regs, &mut t.regs);
     std::mem::swap(&mut fr.init, &mut t.init);
+    std::mem::swap(&mut fr.wrapped, &mut t.wrapped);
     std::mem::swap(&mut fr.local, &mut t.local);
     std::mem::swap(&mut fr.local_init, &mut t.local_init);
     t.func = fr.func;
@@ -688,8 +816,58 @@ fn ret(ctx: &Ctx<'_>, t: &mut Thread) -> XResult<bool> {
 
 #[inline(always)]
 fn set(t: &mut Thread, d: u16, v: u64) {
+    set_wrapped(t, d, v, false);
+}
+
+/// Writes a register with its wrap shadow.
+#[inline(always)]
+fn set_wrapped(t: &mut Thread, d: u16, v: u64, wrapped: bool) {
     t.regs[d as usize] = v;
     t.init[d as usize] = true;
+    t.wrapped[d as usize] = wrapped;
+}
+
+/// Whether an operand's value derives from a wrapped 32-bit operation.
+#[inline(always)]
+fn wrapped(t: &Thread, o: Operand) -> bool {
+    matches!(o, Operand::Reg(r) if t.wrapped[r as usize])
+}
+
+/// Whether integer `op` at a 32-bit type wraps: its exact result (as the type's signedness
+/// reads the operands) does not fit 32 bits. The rule of `kernels/README.md`: such a result
+/// must not reach an address. Other widths are not checked (64-bit offsets do not wrap at
+/// the sizes a GPU holds; 16-bit arithmetic does not form offsets in these kernels).
+fn wraps(op: BinOp, ty: Ty, a: u64, b: u64) -> bool {
+    if ty.bits() != 32 || !matches!(op, BinOp::Add | BinOp::Sub | BinOp::MulLo | BinOp::Shl) {
+        return false;
+    }
+    // 32-bit operands: every exact result below fits 64 bits (the shift is checked < 32).
+    let shift = b & 0xffff_ffff;
+    if matches!(ty, Ty::S(_)) {
+        let (x, y) = (sext(a, 32), sext(b, 32));
+        let exact = match op {
+            BinOp::Add => x + y,
+            BinOp::Sub => x - y,
+            BinOp::MulLo => x * y,
+            _ if shift < 32 => x << shift,
+            _ => return false,
+        };
+        exact != i64::from(exact as i32)
+    } else {
+        let (x, y) = (a & 0xffff_ffff, b & 0xffff_ffff);
+        match op {
+            BinOp::Add => x + y > 0xffff_ffff,
+            BinOp::Sub => x < y,
+            BinOp::MulLo => x * y > 0xffff_ffff,
+            _ => shift < 32 && (x << shift) > 0xffff_ffff,
+        }
+    }
+}
+
+/// Whether `op`'s result carries its operands' wrap: arithmetic does; bit operations (`and`,
+/// `or`, `xor`) are deliberate manipulation of the bits and do not.
+fn carries_wrap(op: BinOp) -> bool {
+    !matches!(op, BinOp::And | BinOp::Or | BinOp::Xor)
 }
 
 /// Integer binary operation at `ty`'s width.
@@ -996,6 +1174,7 @@ pub(crate) fn run_block<const P: bool>(
         .map(|i| Thread {
             regs: vec![0; nregs],
             init: vec![false; nregs],
+            wrapped: vec![false; nregs],
             local: vec![0; nlocal],
             local_init: vec![false; nlocal],
             func: l.entry,
@@ -1425,7 +1604,8 @@ fn step(
     match *op {
         Op::Mov { ty, d, a } => {
             let v = ctx.val(t, a)?;
-            set(t, d, v & mask(ty.bits()));
+            let w = wrapped(t, a);
+            set_wrapped(t, d, v & mask(ty.bits()), w);
         }
         Op::Bin {
             op,
@@ -1437,6 +1617,7 @@ fn step(
             ftz,
         } => {
             let (x, y) = (ctx.val(t, a)?, ctx.val(t, b)?);
+            let mut w = false;
             let v = if ty == Ty::Pred {
                 let (x, y) = (x != 0, y != 0);
                 u64::from(match op {
@@ -1448,9 +1629,10 @@ fn step(
             } else if ty.is_float() {
                 float_bin(op, ty, x, y, ftz).map_err(|m| unsupported(ctx, t, m))?
             } else {
+                w = wraps(op, ty, x, y) || (carries_wrap(op) && (wrapped(t, a) || wrapped(t, b)));
                 int_bin(op, ty, x, y)
             };
-            set(t, d, v);
+            set_wrapped(t, d, v, w);
         }
         Op::Mad {
             kind,
@@ -1461,6 +1643,7 @@ fn step(
             c,
         } => {
             let (x, y, z) = (ctx.val(t, a)?, ctx.val(t, b)?, ctx.val(t, c)?);
+            let mut w = false;
             let v = match ty {
                 Ty::F32 => bits32(f32_of(x).mul_add(f32_of(y), f32_of(z))),
                 Ty::F64 => f64::from_bits(x)
@@ -1473,10 +1656,15 @@ fn step(
                         (BinOp::MulWide, Ty::S(b)) => Ty::S(2 * b),
                         _ => ty,
                     };
+                    w = wraps(kind, ty, x, y)
+                        || wraps(BinOp::Add, wide_ty, p, z)
+                        || wrapped(t, a)
+                        || wrapped(t, b)
+                        || wrapped(t, c);
                     int_bin(BinOp::Add, wide_ty, p, z)
                 }
             };
-            set(t, d, v);
+            set_wrapped(t, d, v, w);
         }
         Op::Un { op, ty, d, a, ftz } => {
             let x = ctx.val(t, a)?;
@@ -1520,12 +1708,10 @@ fn step(
             }
         }
         Op::Selp { ty, d, a, b, c } => {
-            let v = if ctx.val(t, c)? != 0 {
-                ctx.val(t, a)?
-            } else {
-                ctx.val(t, b)?
-            };
-            set(t, d, v & mask(ty.bits()));
+            let chosen = if ctx.val(t, c)? != 0 { a } else { b };
+            let v = ctx.val(t, chosen)?;
+            let w = wrapped(t, chosen);
+            set_wrapped(t, d, v & mask(ty.bits()), w);
         }
         Op::Cvt {
             dty,
@@ -1538,11 +1724,13 @@ fn step(
         } => {
             let v = convert(dty, sty, round, sat, ftz, ctx.val(t, a)?)
                 .map_err(|m| unsupported(ctx, t, m))?;
-            set(t, d, v);
+            let w = !dty.is_float() && wrapped(t, a);
+            set_wrapped(t, d, v, w);
         }
         Op::Cvta { d, a } => {
             let v = ctx.val(t, a)?;
-            set(t, d, v);
+            let w = wrapped(t, a);
+            set_wrapped(t, d, v, w);
         }
         Op::Ld {
             ty,
@@ -1629,6 +1817,8 @@ fn step(
                         .map_err(|(k, m)| ctx.error(t, k, m))?,
                     Space::Param => return Err(unsupported(ctx, t, "st.param".into())),
                     _ => {
+                        mem.touch(at, size, Touch::Write)
+                            .map_err(|m| ctx.error(t, ErrorKind::GlobalRace, m))?;
                         let (buf, off) = mem.locate(at, size).map_err(|m| {
                             ctx.error(t, ErrorKind::OutOfBounds, format!("global store: {m}"))
                         })?;
@@ -1678,6 +1868,8 @@ fn step(
                     v
                 }
                 _ => {
+                    mem.touch(at, size, Touch::Atomic)
+                        .map_err(|m| ctx.error(t, ErrorKind::GlobalRace, m))?;
                     let (buf, off) = mem.locate(at, size).map_err(|m| {
                         ctx.error(t, ErrorKind::OutOfBounds, format!("global atomic: {m}"))
                     })?;
@@ -1759,6 +1951,8 @@ fn load(
             .read(at, size, t.linear)
             .map_err(|(k, m)| ctx.error(t, k, m)),
         _ => {
+            mem.touch(at, size, Touch::Read)
+                .map_err(|m| ctx.error(t, ErrorKind::GlobalRace, m))?;
             let (buf, off) = mem
                 .locate(at, size)
                 .map_err(|m| ctx.error(t, ErrorKind::OutOfBounds, format!("global load: {m}")))?;

@@ -237,6 +237,13 @@ pub enum ErrorKind {
     Unsupported,
     /// Wrong launch arguments.
     Launch,
+    /// An address formed from the result of a 32-bit integer `add`/`sub`/`mul`/`mad`/`shl`
+    /// whose exact value did not fit 32 bits (carried through later arithmetic, conversions and
+    /// moves; `and`/`or`/`xor` and calls clear it).
+    WrappedAddress,
+    /// Two blocks of one launch touch the same global bytes, at least one writing, without
+    /// both accesses being atomic (checked by [`Machine::launch`] on grids of several blocks).
+    GlobalRace,
 }
 
 /// A `call` that led to where an [`ExecError`] happened.
@@ -409,9 +416,19 @@ impl Machine {
             block,
         };
         let mut count = 0u64;
-        for b in self.block_order(grid) {
-            count += exec::run_block::<false>(&launch, b, &mut self.mem, None)?;
-        }
+        let [gx, gy, _] = grid;
+        // The cross-block race check: only grids of several blocks can race.
+        self.mem.races = (grid.iter().product::<u32>() > 1).then(exec::Races::default);
+        let outcome: Result<(), Box<ExecError>> =
+            self.block_order(grid).into_iter().try_for_each(|b| {
+                if let Some(r) = self.mem.races.as_mut() {
+                    r.block = b[0] + b[1] * gx + b[2] * gx * gy + 1;
+                }
+                count += exec::run_block::<false>(&launch, b, &mut self.mem, None)?;
+                Ok(())
+            });
+        self.mem.races = None;
+        outcome?;
         self.instructions += count;
         Ok(count)
     }

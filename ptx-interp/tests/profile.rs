@@ -1154,13 +1154,15 @@ const SPEED: &str = r#"
 .visible .entry k(.param .u64 out_ptr)
 {
     .reg .b64 %out, %a;
-    .reg .b32 %tid;
+    .reg .b32 %tid, %bid;
     .reg .pred %p;
     .reg .b32 %i, %x;
     ld.param.u64 %out, [out_ptr];
     cvta.to.global.u64 %out, %out;
     mov.u32 %tid, %tid.x;
-    mul.wide.u32 %a, %tid, 4;
+    mov.u32 %bid, %ctaid.x;
+    mad.lo.u32 %bid, %bid, 256, %tid;
+    mul.wide.u32 %a, %bid, 4;
     add.s64 %a, %out, %a;
     mov.u32 %x, %tid;
     mov.u32 %i, 0;
@@ -1179,7 +1181,8 @@ LOOP:
 fn profiled_and_unprofiled_speed() {
     let module = module(SPEED);
     let mut m = Machine::new();
-    let out = m.alloc(4 * 256);
+    // One word per thread of the 8 blocks (one shared word would be a cross-block race).
+    let out = m.alloc(4 * 256 * 8);
     let params = [&out.to_le_bytes()[..]];
     let (mut plain, mut profiled) = (0f64, 0f64);
     for _ in 0..3 {

@@ -358,3 +358,105 @@ fn launch_arguments_are_checked() {
     m.launch(&module, "k", [2, 1, 1], [64, 1, 1], &[&[0u8; 8]])
         .unwrap();
 }
+
+/// The 64-bit rule: an offset computed in 32 bits that wraps and then forms an address is an
+/// error naming the kernel, the line and the thread — even when the wrapped address happens to
+/// land inside the buffer, which is what makes such bugs silent on a GPU.
+#[test]
+fn a_wrapped_32_bit_offset_that_reaches_an_address_is_caught() {
+    // Thread 1: (0x8000_0000 · 2 + 4) wraps to 4 — a valid offset into the 16-byte buffer.
+    let body = "mov.u32 %big, 0x80000000;\n\
+                mul.lo.u32 %i, %tid, %big;\n\
+                mad.lo.u32 %i, %i, 2, 4;\n\
+                mul.wide.u32 %o, %i, 1;\n\
+                add.s64 %a, %out, %o;\n\
+                st.global.u32 [%a], 7;";
+    let regs = ".reg .b32 %big, %i;\n.reg .b64 %o, %a;";
+    let e = run(regs, body, 2, 4).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::WrappedAddress, "{e}");
+    assert_eq!(e.thread, [1, 0, 0], "{e}");
+    assert_eq!(
+        e.line, 18,
+        "the st.global line (after the 12-line wrapper): {e}"
+    );
+    assert_eq!(e.kernel, "k");
+    assert!(
+        e.message.contains("%a") && e.message.contains("wrapped"),
+        "{e}"
+    );
+    // Thread 0 alone computes 4 without wrapping: fine.
+    assert_eq!(run(regs, body, 1, 4).unwrap()[1], 7);
+}
+
+#[test]
+fn wrapping_that_never_reaches_an_address_is_allowed() {
+    // A hash (wrapping by design) stored as data; a wrapped value masked with `and` used as an
+    // index (deliberate bit manipulation clears the mark); and a wide product, which never wraps.
+    let r = one(
+        ".reg .b32 %h, %m;\n.reg .b64 %o, %a;",
+        "mov.u32 %h, 0x9e3779b9;\n\
+         mul.lo.u32 %h, %h, 0x85ebca6b;\n\
+         st.global.u32 [%out], %h;\n\
+         and.b32 %m, %h, 3;\n\
+         mul.wide.u32 %o, %m, 4;\n\
+         add.s64 %a, %out, %o;\n\
+         st.global.u32 [%a+4], 9;\n\
+         mov.u32 %m, 0xffffffff;\n\
+         mul.wide.u32 %o, %m, 0;\n\
+         add.s64 %a, %out, %o;\n\
+         st.global.u32 [%a+24], 5;",
+        8,
+    );
+    assert_eq!(r[0], 0x9e37_79b9u32.wrapping_mul(0x85eb_ca6b));
+    assert!(r[1..5].contains(&9));
+    assert_eq!(r[6], 5);
+}
+
+/// Runs `body` (with `%out` a global pointer, `%tid`, `%bid` the block) on `blocks` blocks of
+/// `threads` threads.
+fn run_grid(regs: &str, body: &str, blocks: u32, threads: u32) -> Result<(), Box<ExecError>> {
+    let src = format!(
+        ".version 8.0\n.target sm_80\n.address_size 64\n\
+         .visible .entry k(.param .u64 out_ptr)\n{{\n\
+         .reg .b64 %out;\n.reg .b32 %tid, %bid;\n{regs}\n\
+         ld.param.u64 %out, [out_ptr];\ncvta.to.global.u64 %out, %out;\n\
+         mov.u32 %tid, %tid.x;\nmov.u32 %bid, %ctaid.x;\n{body}\nret;\n}}\n"
+    );
+    let module = Module::parse("grid.ptx", &src).expect("test kernels parse");
+    let mut m = Machine::new();
+    let out = m.alloc(4 * 64);
+    m.launch(
+        &module,
+        "k",
+        [blocks, 1, 1],
+        [threads, 1, 1],
+        &[&out.to_le_bytes()],
+    )?;
+    Ok(())
+}
+
+/// Two blocks of one launch: a planted race (both store `out[tid]`) is caught, naming the
+/// second block and the first; atomics on one word, reads shared by all blocks and disjoint
+/// stores are not races.
+#[test]
+fn a_planted_cross_block_race_is_caught() {
+    let regs = ".reg .b64 %o, %a;\n.reg .b32 %i, %v;";
+    let same_word = "mul.wide.u32 %o, %tid, 4;\nadd.s64 %a, %out, %o;\nst.global.u32 [%a], %bid;";
+    let e = run_grid(regs, same_word, 2, 4).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::GlobalRace, "{e}");
+    assert_eq!(e.block, [1, 0, 0], "{e}");
+    assert!(e.message.contains("block 0"), "{e}");
+    // One block alone, or each block its own words: fine.
+    run_grid(regs, same_word, 1, 4).unwrap();
+    let disjoint = "mad.lo.u32 %i, %bid, 4, %tid;\nmul.wide.u32 %o, %i, 4;\n\
+                    add.s64 %a, %out, %o;\nst.global.u32 [%a], %bid;";
+    run_grid(regs, disjoint, 4, 4).unwrap();
+    // Every block adds atomically to word 0 and reads word 1, which nobody writes.
+    let atomics = "atom.global.add.u32 %v, [%out], 1;\nld.global.u32 %v, [%out+4];";
+    run_grid(regs, atomics, 4, 4).unwrap();
+    // A plain read of a word another block updates atomically is a race.
+    let mixed = "setp.eq.u32 %p, %bid, 0;\n@%p atom.global.add.u32 %v, [%out], 1;\n\
+                 @!%p ld.global.u32 %v, [%out];";
+    let e = run_grid(&format!("{regs}\n.reg .pred %p;"), mixed, 2, 1).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::GlobalRace, "{e}");
+}

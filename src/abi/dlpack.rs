@@ -135,12 +135,22 @@ pub unsafe fn read(op: &'static str, arg: &'static str, tensor: *const DLTensor)
     if ndim > 0 && t.shape.is_null() {
         return Err(invalid(op, arg, "null shape pointer"));
     }
+    // A slice must be aligned even where the caller's pointer is merely readable.
+    let misaligned = |p: *const i64| !(p as usize).is_multiple_of(std::mem::align_of::<i64>());
+    if ndim > 0 && (misaligned(t.shape) || misaligned(t.strides)) {
+        return Err(invalid(
+            op,
+            arg,
+            "its shape or strides pointer is not aligned to 8 bytes",
+        ));
+    }
     let (sizes, strides): (&[i64], Option<&[i64]>) = if ndim == 0 {
         (&[], None)
     } else {
-        // SAFETY: `shape` is non-null and, by the caller's contract, points to `ndim` i64s.
+        // SAFETY: `shape` is non-null, aligned (checked above) and, by the caller's contract,
+        // points to `ndim` i64s.
         let sizes = unsafe { std::slice::from_raw_parts(t.shape, ndim) };
-        // SAFETY: likewise for `strides` when it is not null.
+        // SAFETY: likewise for `strides` when it is not null (aligned, checked above).
         let strides =
             (!t.strides.is_null()).then(|| unsafe { std::slice::from_raw_parts(t.strides, ndim) });
         (sizes, strides)

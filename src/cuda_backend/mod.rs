@@ -325,6 +325,13 @@ impl CudaDevice {
             unsafe { result::event::record(ready.cu_event(), foreign) }.map_err(driver_error)?;
             self.stream.wait(&ready).map_err(driver_error)?;
         }
+        // Declared before `borrowed`, so dropped after it: on every way out (an error, a panic
+        // in the body or in cudarc's `upgrade_device_ptr`), the caller's stream is ordered
+        // after the copies we queued into its outputs.
+        let ordering = OrderCaller {
+            device: self,
+            caller: foreign,
+        };
         let mut borrowed = Borrowed {
             slices: Vec::with_capacity(regions.len()),
             foreign: Vec::with_capacity(regions.len()),
@@ -342,19 +349,59 @@ impl CudaDevice {
         }
         let outcome = body(self, &mut borrowed.slices);
         drop(borrowed);
-        if !foreign.is_null() {
-            let done = self.ctx.new_event(None).map_err(driver_error)?;
-            done.record(&self.stream).map_err(driver_error)?;
-            // SAFETY: as above; the caller's stream waits for our event.
-            unsafe {
-                result::stream::wait_event(
-                    foreign,
-                    done.cu_event(),
-                    sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT,
-                )
-            }
-            .map_err(driver_error)?;
-        }
+        ordering.finish()?;
         outcome
+    }
+}
+
+/// Orders the caller's stream after everything queued on ours, when finished or dropped (the
+/// second half of [`CudaDevice::with_foreign`], as a guard). A null caller stream is ours.
+#[cfg(feature = "abi")]
+struct OrderCaller<'a> {
+    device: &'a CudaDevice,
+    caller: cudarc::driver::sys::CUstream,
+}
+
+#[cfg(feature = "abi")]
+impl OrderCaller<'_> {
+    /// An event recorded on our stream, waited on by the caller's.
+    fn order(&self) -> Result<()> {
+        use cudarc::driver::{result, sys};
+        if self.caller.is_null() {
+            return Ok(());
+        }
+        let done = self.device.ctx.new_event(None).map_err(driver_error)?;
+        done.record(&self.device.stream).map_err(driver_error)?;
+        // SAFETY: `caller` is a stream of this context (`with_foreign`'s contract) and `done`
+        // a live event we own; waiting only enqueues a dependency.
+        unsafe {
+            result::stream::wait_event(
+                self.caller,
+                done.cu_event(),
+                sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT,
+            )
+        }
+        .map_err(driver_error)
+    }
+
+    /// Orders the streams, or, when the events fail, waits for ours to drain (nothing of ours
+    /// is then pending when the caller reads); the event's error is returned either way.
+    fn finish(self) -> Result<()> {
+        let ordered = self.order();
+        if ordered.is_err() {
+            let _ = self.device.stream.synchronize();
+        }
+        std::mem::forget(self);
+        ordered
+    }
+}
+
+#[cfg(feature = "abi")]
+impl Drop for OrderCaller<'_> {
+    fn drop(&mut self) {
+        // Reached only on an early return or a panic (`finish` forgets the guard).
+        if self.order().is_err() {
+            let _ = self.device.stream.synchronize();
+        }
     }
 }

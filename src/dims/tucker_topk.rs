@@ -52,8 +52,9 @@ impl TuckerTopkDims {
         nonzero(OP, "q", "Dk", self.dk)?;
         nonzero(OP, "keys", "n", self.n)?;
         nonzero(OP, "cores", "Cn", self.cores)?;
-        nonzero(OP, "k1", "K1", self.k1)?;
+        // m first: K1 defaults from m, so m = 0 would otherwise be reported as K1 = 0.
         nonzero(OP, "m", "m", self.m)?;
+        nonzero(OP, "k1", "K1", self.k1)?;
         at_most(OP, "K1", self.k1, self.n)?;
         at_most(OP, "m", self.m, self.k1 * self.k1)?;
         grid_fits_u32(OP, self.n)?;

@@ -22,6 +22,10 @@ use crate::registry::KernelId;
 /// the host proves for the WGSL, whatever the adapter allows (Metal lets a binding pass
 /// 4 GiB, where wrapped offsets would read the wrong rows).
 pub(crate) const WGSL_MAX_BINDING_BYTES: u64 = (1 << 32) - 4;
+const _: () = assert!(
+    WGSL_MAX_BINDING_BYTES / 2 < 1 << 31,
+    "16-bit elements index below 2^31"
+);
 
 /// The most bytes one storage binding may hold here: the adapter's limits, capped by the
 /// shaders' 32-bit offsets.
@@ -39,6 +43,8 @@ type PipelineKey = (KernelId, &'static str, u32, Vec<(&'static str, u32)>);
 pub(crate) struct WgpuDevice {
     device: wgpu::Device,
     queue: wgpu::Queue,
+    /// Held by every call on the OpenGL backend (see `open`); `None` elsewhere.
+    serial: Option<Mutex<()>>,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     modules: Mutex<HashMap<KernelId, wgpu::ShaderModule>>,
@@ -67,17 +73,37 @@ fn unavailable(reason: String) -> Error {
 }
 
 impl WgpuDevice {
-    /// The default adapter (high-performance preference; `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`
-    /// and friends are honoured) with its own limits requested and no optional feature.
+    /// The default adapter (high-performance preference) with its own limits requested and no
+    /// optional feature. Vulkan, Metal or DX12 first; OpenGL only when none of those has an
+    /// adapter, or when `WGPU_BACKEND` asks for it (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and
+    /// friends are honoured).
     pub(crate) fn open() -> Result<WgpuDevice> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let from_env = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let tries = if wgpu::Backends::from_env().is_some() {
+            vec![from_env.backends]
+        } else {
+            vec![wgpu::Backends::PRIMARY, wgpu::Backends::SECONDARY]
+        };
         let options = wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             ..Default::default()
         };
-        let adapter = pollster::block_on(instance.request_adapter(&options))
-            .map_err(|e| unavailable(format!("no adapter: {e}")))?;
+        let mut last_error = String::from("no backend tried");
+        let mut found = None;
+        for backends in tries {
+            let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+                backends,
+                ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+            });
+            match pollster::block_on(instance.request_adapter(&options)) {
+                Ok(adapter) => {
+                    found = Some(adapter);
+                    break;
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        let adapter = found.ok_or_else(|| unavailable(format!("no adapter: {last_error}")))?;
         let limits = adapter.limits();
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("ultramem"),
@@ -86,15 +112,29 @@ impl WgpuDevice {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
             .map_err(|e| unavailable(format!("the adapter refused a device: {e}")))?;
+        let info = adapter.get_info();
+        // wgpu-hal's OpenGL device has one context, locked for every call with a 6 s timeout
+        // that panics ("Could not lock adapter context"): concurrent tests queued on it did.
+        // On GL this device's calls take turns on a lock of its own, which has no timeout.
+        let serial = (info.backend == wgpu::Backend::Gl).then(|| Mutex::new(()));
         Ok(WgpuDevice {
             device,
             queue,
-            info: adapter.get_info(),
+            serial,
+            info,
             limits,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             sync: SyncState::default(),
         })
+    }
+
+    /// On OpenGL, this device's turn (held until the guard drops); nothing elsewhere.
+    fn serial(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        // The guarded data is `()`: a panic while holding it leaves nothing inconsistent.
+        self.serial
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes.
@@ -235,10 +275,12 @@ impl Gpu for WgpuDevice {
     const BACKEND: Backend = Backend::Wgpu;
 
     fn upload(&self, bytes: &[u8]) -> Result<wgpu::Buffer> {
+        let _turn = self.serial();
         self.upload_bytes(bytes)
     }
 
     fn alloc(&self, bytes: usize, fill: Fill) -> Result<wgpu::Buffer> {
+        let _turn = self.serial();
         self.check_size(bytes)?;
         self.scoped(|| {
             // wgpu zero-initialises every new buffer.
@@ -259,6 +301,7 @@ impl Gpu for WgpuDevice {
     }
 
     fn download(&self, buffer: &wgpu::Buffer, bytes: usize) -> Result<Vec<u8>> {
+        let _turn = self.serial();
         if bytes == 0 {
             return Ok(Vec::new());
         }
@@ -299,6 +342,7 @@ impl Gpu for WgpuDevice {
         dst_offset: usize,
         bytes: usize,
     ) -> Result<()> {
+        let _turn = self.serial();
         self.scoped(|| {
             let mut encoder = self.encoder();
             encoder.copy_buffer_to_buffer(
@@ -313,6 +357,7 @@ impl Gpu for WgpuDevice {
     }
 
     fn launch(&self, l: &Launch<'_, wgpu::Buffer>) -> Result<()> {
+        let _turn = self.serial();
         let size = l.kernel.wgsl_workgroup_size(l.entry);
         if size != l.threads {
             return Err(backend_error(format!(
@@ -375,6 +420,7 @@ impl Gpu for WgpuDevice {
     }
 
     fn synchronize(&self) -> Result<()> {
+        let _turn = self.serial();
         self.sync.count_sync();
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
@@ -421,10 +467,7 @@ mod tests {
             ..wgpu::Limits::default()
         };
         assert_eq!(binding_limit(&large), WGSL_MAX_BINDING_BYTES);
-        assert!(
-            WGSL_MAX_BINDING_BYTES / 2 < 1 << 31,
-            "16-bit elements index below 2^31"
-        );
+
         let small = wgpu::Limits {
             max_storage_buffer_binding_size: 128 << 20,
             max_buffer_size: 256 << 20,

@@ -223,3 +223,24 @@ proptest! {
         let _ = tucker_topk(&TuckerTopkArgs { k1: None, ..args });
     }
 }
+
+#[test]
+fn m_zero_names_m_not_the_k1_it_defaults() {
+    let base = valid();
+    let e = tucker_topk(&TuckerTopkArgs {
+        m: 0,
+        ..base.args()
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::ZeroSized {
+                arg: "m",
+                dim: "m",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
