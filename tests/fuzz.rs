@@ -463,23 +463,17 @@ fn c_abi_descriptors_never_panic_and_valid_ones_match_the_reference() {
             strides: strides.map_or(std::ptr::null(), |s| s.as_ptr()),
             byte_offset: d.offset,
         };
-        let mut tr = make(
+        let tr = make(
             &r,
             mem_rows.as_mut_ptr().cast(),
             &r.shape,
             r.strides.as_ref(),
         );
-        let mut tw = make(&w, mem_w.as_mut_ptr().cast(), &w.shape, w.strides.as_ref());
-        let mut tt = make(&t, mem_t.as_mut_ptr().cast(), &t.shape, t.strides.as_ref());
+        let tw = make(&w, mem_w.as_mut_ptr().cast(), &w.shape, w.strides.as_ref());
+        let tt = make(&t, mem_t.as_mut_ptr().cast(), &t.shape, t.strides.as_ref());
         let mut to = make(&o, mem_o.as_mut_ptr().cast(), &o.shape, o.strides.as_ref());
         let status = unsafe {
-            ultramem_weighted_gather_forward(
-                &mut tr,
-                &mut tw,
-                &mut tt,
-                &mut to,
-                std::ptr::null_mut(),
-            )
+            ultramem_weighted_gather_forward(&tr, &tw, &tt, &mut to, std::ptr::null_mut())
         };
         let message = unsafe { std::ffi::CStr::from_ptr(ultramem_last_error()) }
             .to_string_lossy()
