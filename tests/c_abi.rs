@@ -189,7 +189,7 @@ fn bad_descriptors_are_typed_errors_with_the_crates_message() {
             "f64 rows",
             |d| d[0].t.dtype = F64,
             ULTRAMEM_ERR_INVALID_ARGUMENT,
-            "indices are int32 or uint32",
+            "indices are int32, uint32 or int64",
         ),
         (
             "int rows as floats",
@@ -883,4 +883,57 @@ fn misaligned_shape_and_strides_pointers_are_refused() {
             last_error()
         );
     }
+}
+
+const I64: DLDataType = DLDataType {
+    code: DL_INT,
+    bits: 64,
+    lanes: 1,
+};
+
+/// int64 indices (spec §I.6.1, ABI version 2): inputs checked (negative, past the bound, past
+/// 2^32), and an int64 output holds rows past 2^31.
+#[test]
+fn int64_indices_in_and_out_on_the_host_path() {
+    let mut idx = vec![3i64, -1];
+    let mut out = vec![-7i64; 2];
+    let mut di = Desc::new(&mut idx, I64, &[2]);
+    let mut dout = Desc::new(&mut out, I64, &[2]);
+    let call = |di: &mut Desc, dout: &mut Desc, map: (u64, u64, u64)| unsafe {
+        ultramem_index_map_forward(
+            di.ptr(),
+            std::ptr::null(),
+            map.0,
+            map.1,
+            map.2,
+            dout.ptr(),
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(
+        call(&mut di, &mut dout, (10, 0, 10)),
+        ULTRAMEM_ERR_INDEX_OUT_OF_RANGE
+    );
+    assert!(last_error().contains("idx[1]` = -1"), "{}", last_error());
+    drop((di, dout));
+    assert_eq!(out, [-7, -7], "nothing written");
+    idx[1] = 1 << 32; // past every u32 ν
+    let mut di = Desc::new(&mut idx, I64, &[2]);
+    let mut dout = Desc::new(&mut out, I64, &[2]);
+    assert_eq!(
+        call(&mut di, &mut dout, (10, 0, 10)),
+        ULTRAMEM_ERR_INDEX_OUT_OF_RANGE
+    );
+    drop((di, dout));
+    idx[1] = 4;
+    let mut di = Desc::new(&mut idx, I64, &[2]);
+    let mut dout = Desc::new(&mut out, I64, &[2]);
+    let status = call(&mut di, &mut dout, (1, (1 << 31) + 5, 1 << 32));
+    assert_eq!(status, ULTRAMEM_OK, "{}", last_error());
+    drop((di, dout));
+    assert_eq!(
+        out,
+        [(1i64 << 31) + 5; 2],
+        "rows past 2^31 in an int64 output"
+    );
 }

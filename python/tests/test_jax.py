@@ -60,5 +60,5 @@ def test_bad_array_raises_the_crates_message():
     from ultramem import UltramemError
 
     rows = jnp.zeros((2, 3), dtype=jnp.float32)
-    with pytest.raises(UltramemError, match="indices are int32 or uint32"):
+    with pytest.raises(UltramemError, match="indices are int32, uint32 or int64"):
         uj.weighted_gather(rows, jnp.ones((2, 3, 1)), jnp.ones((4, 2)))

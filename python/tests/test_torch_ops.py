@@ -185,6 +185,21 @@ def test_index_map_matches_torch():
     assert torch.equal(ops.index_map(idx, None, 12, 30, 40).long(), (idx.long() % 12 + 30) % 40)
 
 
+def test_index_outputs_hold_every_possible_value():
+    # N_tot past 2^31: int64 rows (an int32 output would have read back negative).
+    idx = torch.tensor([0, 3], dtype=torch.int32)
+    out = ops.index_map(idx, None, 1, 2**31 + 5, 2**32)
+    assert out.dtype == torch.int64
+    assert out.tolist() == [2**31 + 5, 2**31 + 5]
+    # int64 in: int64 out; a negative index is the crate's error, never reinterpreted.
+    out = ops.index_map(torch.tensor([4, 7]), None, 10, 0, 10)
+    assert out.dtype == torch.int64 and out.tolist() == [4, 7]
+    with pytest.raises(UltramemError, match="= -1 is out of range"):
+        ops.index_map(torch.tensor([-1, 3], dtype=torch.int32), None, 10, 0, 10)
+    # Small tables keep int32.
+    assert ops.index_map(idx, None, 10, 0, 10).dtype == torch.int32
+
+
 @pytest.mark.parametrize("func", [0, 1, 2, 3])
 def test_score_fn_matches_torch(func):
     x = randn(3, 2, 5, 2, seed=20 + func)
@@ -341,7 +356,7 @@ def bad_cases():
     far = rows.clone()
     far[2, 1] = 7
     return [
-        ("int64 rows", lambda: ops.weighted_gather(rows.long(), w, table), "dtype int64"),
+        ("int16 rows", lambda: ops.weighted_gather(rows.to(torch.int16), w, table), "dtype int16"),
         ("int rows as weights", lambda: ops.weighted_gather(rows, rows[..., None], table), "expected a float dtype"),
         ("wrong shape", lambda: ops.weighted_gather(rows, w[:, :2].contiguous(), table), "`weights` has shape [5, 2, 2]"),
         ("non-contiguous", lambda: ops.weighted_gather(rows, w, table.t().contiguous().t()), "not contiguous"),

@@ -4,12 +4,14 @@ Registered with ``torch.library`` (``define`` + ``impl``: the cheaper route per 
 ``custom_op`` decorator), with fake kernels for ``torch.compile`` and autograd formulas that
 call the backward ops. Tensors reach the C ABI through DLPack with no copy; outputs are
 allocated by torch. Top-k ops return ``(score, idx)`` in ``torch.topk``'s order. Inputs must
-be contiguous; indices are int32; a bad tensor raises
+be contiguous; indices are int32, or int64 (host tensors); a bad tensor raises
 :class:`ultramem.UltramemError` with the crate's message.
 
 Output dtypes: a forward's float output has the promoted dtype of its float inputs (so float64
 in gives float64 out, computed in f64: what ``torch.autograd.gradcheck`` needs); each gradient
-has its input's dtype widened to at least float32; indices are int32.
+has its input's dtype widened to at least float32; index outputs are int32 when every possible
+value is below 2^31 (``n² ≤ 2^31`` for top-k, ``N_tot ≤ 2^31`` for the index map) and int64
+otherwise, or when the index map's input is int64.
 
 CUDA tensors run the crate's PTX kernels on torch's current stream, over torch's memory (no
 copy of the inputs; results are copied into the torch-allocated outputs). There, small operands
@@ -154,9 +156,19 @@ def _peer_ffn_backward(rows, scores, z, down, up, activation, dout):
 # --- product-key top-k ---------------------------------------------------------------------
 
 
+def _index_dtype(largest):
+    """Index outputs are int32 when every possible value (at most ``largest``) is below 2^31,
+    int64 otherwise (spec I.6.1; the int64 outputs run on the host path)."""
+    return torch.int32 if largest < 2**31 else torch.int64
+
+
+def _n_squared(keys, side_dim):
+    return keys.shape[side_dim] ** 2 if keys.dim() > side_dim else 0
+
+
 def _additive_topk(q, keys, k, k1=0):
     shape = (*q.shape[:2], k) if q.dim() == 3 else (0,)
-    idx = torch.empty(shape, dtype=torch.int32, device=q.device)
+    idx = torch.empty(shape, dtype=_index_dtype(_n_squared(keys, 2) - 1), device=q.device)
     score = torch.empty(shape, dtype=_promote(q, keys), device=q.device)
     _call(lib.ultramem_additive_topk_forward, q, keys, k, k1, idx, score, _stream(q))
     return score, idx
@@ -177,7 +189,7 @@ def _tucker_shapes(q, cores, m):
 
 def _tucker_topk(q, keys, cores, u, v, m, k1=0):
     ishape, sshape = _tucker_shapes(q, cores, m)
-    idx = torch.empty(ishape, dtype=torch.int32, device=q.device)
+    idx = torch.empty(ishape, dtype=_index_dtype(_n_squared(keys, 3) - 1), device=q.device)
     score = torch.empty(sshape, dtype=_promote(q, keys, cores), device=q.device)
     _call(lib.ultramem_tucker_topk_forward, q, keys, cores, u, v, m, k1, idx, score, _stream(q))
     return score, idx
@@ -192,8 +204,13 @@ def _tucker_topk_backward(q, keys, cores, u, v, idx, dscore):
 # --- index map and score functions ---------------------------------------------------------
 
 
+def _map_dtype(idx, total_rows):
+    """``rho`` is below ``total_rows``; int64 input asks for int64 output."""
+    return torch.int64 if idx.dtype == torch.int64 else _index_dtype(total_rows - 1)
+
+
 def _index_map(idx, shuffle, rows_per_layer, offset, total_rows):
-    out = torch.empty_like(idx, memory_format=torch.contiguous_format)
+    out = torch.empty(idx.shape, dtype=_map_dtype(idx, total_rows), device=idx.device)
     _call(
         lib.ultramem_index_map_forward,
         *(idx, shuffle, rows_per_layer, offset, total_rows, out, _stream(idx)),
@@ -257,7 +274,8 @@ def _(rows, scores, z, down, up, activation, dout):
 @torch.library.register_fake("ultramem::additive_topk")
 def _(q, keys, k, k1=0):
     shape = (q.shape[0], q.shape[1], k)
-    return q.new_empty(shape, dtype=_promote(q, keys)), q.new_empty(shape, dtype=torch.int32)
+    idx = q.new_empty(shape, dtype=_index_dtype(_n_squared(keys, 2) - 1))
+    return q.new_empty(shape, dtype=_promote(q, keys)), idx
 
 
 @torch.library.register_fake("ultramem::additive_topk_backward")
@@ -269,7 +287,7 @@ def _(q, keys, idx, dscore):
 def _(q, keys, cores, u, v, m, k1=0):
     ishape, sshape = (q.shape[0], q.shape[1], m), (q.shape[0], q.shape[1], m, cores.shape[1])
     score = q.new_empty(sshape, dtype=_promote(q, keys, cores))
-    return score, q.new_empty(ishape, dtype=torch.int32)
+    return score, q.new_empty(ishape, dtype=_index_dtype(_n_squared(keys, 3) - 1))
 
 
 @torch.library.register_fake("ultramem::tucker_topk_backward")
@@ -279,7 +297,7 @@ def _(q, keys, cores, u, v, idx, dscore):
 
 @torch.library.register_fake("ultramem::index_map")
 def _(idx, shuffle, rows_per_layer, offset, total_rows):
-    return torch.empty_like(idx)
+    return torch.empty(idx.shape, dtype=_map_dtype(idx, total_rows), device=idx.device)
 
 
 @torch.library.register_fake("ultramem::score_fn")

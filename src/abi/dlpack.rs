@@ -82,6 +82,7 @@ fn elem_of(t: DLDataType) -> Option<Elem> {
     match (t.code, t.bits, t.lanes) {
         (DL_INT, 32, 1) => Some(Elem::I32),
         (DL_UINT, 32, 1) => Some(Elem::U32),
+        (DL_INT, 64, 1) => Some(Elem::I64),
         (DL_FLOAT, 16, 1) => Some(Elem::F16),
         (DL_BFLOAT, 16, 1) => Some(Elem::BF16),
         (DL_FLOAT, 32, 1) => Some(Elem::F32),
@@ -166,7 +167,7 @@ pub unsafe fn read(op: &'static str, arg: &'static str, tensor: *const DLTensor)
             op,
             arg,
             format!(
-                "dtype {}; the ABI takes int32/uint32 indices and float16, bfloat16, float32, float64 values",
+                "dtype {}; the ABI takes int32/uint32/int64 indices and float16, bfloat16, float32, float64 values",
                 describe(t.dtype)
             ),
         )
@@ -292,18 +293,39 @@ impl Borrows {
     ///
     /// # Errors
     /// Those of the descriptor, and [`Error::IndexOutOfRange`].
-    pub fn indices<'a>(&mut self, v: &'a View, bound: u64) -> Result<&'a [u32]> {
+    pub fn indices<'a>(&mut self, v: &'a View, bound: u64) -> Result<std::borrow::Cow<'a, [u32]>> {
         v.expect_index()?;
         v.host_only()?;
         self.input(v);
-        if v.len == 0 {
-            return Ok(&[]);
+        let n = v.numel();
+        if n == 0 {
+            return Ok(std::borrow::Cow::Borrowed(&[]));
+        }
+        let out_of_range = |position: usize, index: i64| Error::IndexOutOfRange {
+            op: v.op,
+            arg: v.arg,
+            position,
+            index,
+            bound,
+        };
+        if v.elem == Elem::I64 {
+            // SAFETY: as below, for `n` i64s (`View::read` checked 8-byte alignment for int64).
+            let wide = unsafe { std::slice::from_raw_parts(v.addr as *const i64, n) };
+            let fits = |x: i64| x >= 0 && (x as u64) < bound;
+            if let Some(position) = wide.iter().position(|&x| !fits(x)) {
+                return Err(out_of_range(position, wide[position]));
+            }
+            // In range, so below 2^32 (every bound is at most 2^32).
+            return Ok(std::borrow::Cow::Owned(crate::alloc::collect(
+                v.op,
+                wide.iter().map(|&x| x as u32),
+            )?));
         }
         // SAFETY: `View::read` checked that the address is non-null, 4-byte aligned and that
         // `len` bytes from it do not overflow; the caller's contract (see `ultramem.h`) is that
         // they are readable host memory, live and not written during this call. `i32` and `u32`
         // have one size and alignment, and every bit pattern is a valid `u32`.
-        let values = unsafe { std::slice::from_raw_parts(v.addr as *const u32, v.len / 4) };
+        let values = unsafe { std::slice::from_raw_parts(v.addr as *const u32, n) };
         let signed = v.elem == Elem::I32;
         let as_signed = |x: u32| {
             if signed {
@@ -317,15 +339,9 @@ impl Borrows {
             .enumerate()
             .find(|&(_, &x)| as_signed(x) < 0 || u64::from(x) >= bound)
         {
-            return Err(Error::IndexOutOfRange {
-                op: v.op,
-                arg: v.arg,
-                position,
-                index: as_signed(x),
-                bound,
-            });
+            return Err(out_of_range(position, as_signed(x)));
         }
-        Ok(values)
+        Ok(std::borrow::Cow::Borrowed(values))
     }
 
     /// Borrows an input's floats.
@@ -347,7 +363,7 @@ impl Borrows {
                 Elem::BF16 => Floats::BF16(std::slice::from_raw_parts(p.cast(), n)),
                 Elem::F32 => Floats::F32(std::slice::from_raw_parts(p.cast(), n)),
                 Elem::F64 => Floats::F64(std::slice::from_raw_parts(p.cast(), n)),
-                Elem::I32 | Elem::U32 => unreachable!("expect_float rejected indices"),
+                Elem::I32 | Elem::U32 | Elem::I64 => unreachable!("expect_float rejected indices"),
             }
         };
         Ok(floats)
@@ -391,6 +407,14 @@ impl Borrows {
         if values.is_empty() {
             return Ok(());
         }
+        if v.elem == Elem::I64 {
+            // SAFETY: as below, for `values.len()` i64s (8-byte aligned: `View::read`).
+            let out = unsafe { std::slice::from_raw_parts_mut(v.addr as *mut i64, values.len()) };
+            out.iter_mut()
+                .zip(values)
+                .for_each(|(o, &x)| *o = i64::from(x));
+            return Ok(());
+        }
         // SAFETY: as in `indices`, plus: `claim` checked this range overlaps no other tensor of
         // the call, so this is the only reference to it; the caller guarantees it is writable.
         let out = unsafe { std::slice::from_raw_parts_mut(v.addr as *mut u32, values.len()) };
@@ -416,7 +440,7 @@ impl Borrows {
                 Elem::BF16 => fill::<bf16>(std::slice::from_raw_parts_mut(p.cast(), n), values),
                 Elem::F32 => fill::<f32>(std::slice::from_raw_parts_mut(p.cast(), n), values),
                 Elem::F64 => fill::<f64>(std::slice::from_raw_parts_mut(p.cast(), n), values),
-                Elem::I32 | Elem::U32 => unreachable!("expect_float rejected indices"),
+                Elem::I32 | Elem::U32 | Elem::I64 => unreachable!("expect_float rejected indices"),
             }
         }
         fn fill<T: Float>(out: &mut [T], values: &[f64]) {

@@ -289,6 +289,7 @@ pub unsafe extern "C" fn ultramem_weighted_gather_forward(
         let d = shapes::weighted_gather_forward([&rows, &weights, &table, &out])?;
         let mut b = Borrows::default();
         let r = b.indices(&rows, d.table_rows as u64)?;
+        let r = &*r;
         let w = b.floats_f64(&weights)?;
         let y = with_floats!(b.floats(&table)?, t => reference::weighted_gather::forward(&d, r, &w, t))?;
         b.write_floats(&out, &y)
@@ -327,6 +328,7 @@ pub unsafe extern "C" fn ultramem_weighted_gather_backward(
             shapes::weighted_gather_backward([&rows, &weights, &table, &dout, &dweights, &dtable])?;
         let mut b = Borrows::default();
         let r = b.indices(&rows, d.table_rows as u64)?;
+        let r = &*r;
         let w = b.floats_f64(&weights)?;
         let g = b.floats_f64(&dout)?;
         let (dw, dt) = with_floats!(b.floats(&table)?, t => reference::weighted_gather::backward(&d, r, &w, t, &g))?;
@@ -387,6 +389,7 @@ pub unsafe extern "C" fn ultramem_peer_ffn_forward(
         let d = shapes::peer_ffn_forward([&rows, &scores, &z, &down, &up, &out])?;
         let mut b = Borrows::default();
         let r = b.indices(&rows, d.table_rows as u64)?;
+        let r = &*r;
         let s = b.floats_f64(&scores)?;
         let zz = b.floats_f64(&z)?;
         let y = with_tables!((b.floats(&down)?, b.floats(&up)?), (dn, upt) => reference::peer_ffn::forward(&d, act, r, &s, &zz, dn, upt))?;
@@ -444,6 +447,7 @@ pub unsafe extern "C" fn ultramem_peer_ffn_backward(
         ])?;
         let mut b = Borrows::default();
         let r = b.indices(&rows, d.table_rows as u64)?;
+        let r = &*r;
         let s = b.floats_f64(&scores)?;
         let zz = b.floats_f64(&z)?;
         let g = b.floats_f64(&dout)?;
@@ -527,6 +531,7 @@ pub unsafe extern "C" fn ultramem_additive_topk_backward(
         let mut b = Borrows::default();
         let qq = b.floats_f64(&q)?;
         let i = b.indices(&idx, (d.n as u64).pow(2))?;
+        let i = &*i;
         let g = b.floats_f64(&dscore)?;
         let (gq, gk) = with_floats!(b.floats(&keys)?, kk => reference::additive_topk::backward(&d, &qq, kk, i, &g))?;
         b.write_floats(&dq, &gq)?;
@@ -642,6 +647,7 @@ pub unsafe extern "C" fn ultramem_tucker_topk_backward(
         b.floats(&u)?;
         b.floats(&v)?;
         let i = b.indices(&idx, (d.n as u64).pow(2))?;
+        let i = &*i;
         let g = b.floats_f64(&dscore)?;
         let grads = with_floats!(b.floats(&keys)?, kk => reference::tucker_topk::backward(&d, &qq, kk, &cc, i, &g))?;
         b.write_floats(&dq, &grads.dq)?;
@@ -700,11 +706,12 @@ pub unsafe extern "C" fn ultramem_index_map_forward(
         let d = shapes::index_map_forward([&idx, &out], shuffle.as_ref(), map)?;
         let mut b = Borrows::default();
         let i = b.indices(&idx, d.shuffle_len.map_or(1 << 32, |s| s as u64))?;
+        let i = &*i;
         let table = match &shuffle {
             Some(s) => Some(b.indices(s, 1 << 32)?),
             None => None,
         };
-        let rows = reference::index_map::forward(&d, i, table)?;
+        let rows = reference::index_map::forward(&d, i, table.as_deref())?;
         b.write_indices(&out, &rows)
     })
 }

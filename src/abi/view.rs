@@ -15,6 +15,9 @@ pub enum Elem {
     I32,
     /// `uint32` indices.
     U32,
+    /// `int64` indices (negative values are out of range; values past `2^32` too). Host tensors
+    /// only: the kernels read 32-bit indices. Since ABI version 2.
+    I64,
     /// IEEE half.
     F16,
     /// bfloat16.
@@ -31,13 +34,13 @@ impl Elem {
         match self {
             Elem::F16 | Elem::BF16 => 2,
             Elem::I32 | Elem::U32 | Elem::F32 => 4,
-            Elem::F64 => 8,
+            Elem::F64 | Elem::I64 => 8,
         }
     }
 
     /// Whether it is an index type.
     pub fn is_index(self) -> bool {
-        matches!(self, Elem::I32 | Elem::U32)
+        matches!(self, Elem::I32 | Elem::U32 | Elem::I64)
     }
 }
 
@@ -153,7 +156,7 @@ impl View {
             Err(invalid(
                 self.op,
                 self.arg,
-                format!("dtype {:?}; indices are int32 or uint32", self.elem),
+                format!("dtype {:?}; indices are int32, uint32 or int64", self.elem),
             ))
         }
     }
@@ -196,6 +199,9 @@ impl View {
                 "int32 indices cannot address {bound} entries (past 2^31): pass uint32"
             ))),
             Elem::I32 | Elem::U32 => Ok(self),
+            Elem::I64 => Err(self.gpu_unsupported(
+                "the kernels read 32-bit indices: pass int32 or uint32 (int64 runs on the host)",
+            )),
             _ => Err(self.gpu_unsupported("indices are int32 or uint32")),
         }
     }
