@@ -416,13 +416,12 @@ impl Machine {
             block,
         };
         let mut count = 0u64;
-        let [gx, gy, _] = grid;
         // The cross-block race check: only grids of several blocks can race.
         self.mem.races = (grid.iter().product::<u32>() > 1).then(exec::Races::default);
         let outcome: Result<(), Box<ExecError>> =
             self.block_order(grid).into_iter().try_for_each(|b| {
                 if let Some(r) = self.mem.races.as_mut() {
-                    r.block = b[0] + b[1] * gx + b[2] * gx * gy + 1;
+                    r.block = linear_block(grid, b) + 1;
                 }
                 count += exec::run_block::<false>(&launch, b, &mut self.mem, None)?;
                 Ok(())
@@ -492,7 +491,7 @@ impl Machine {
             block,
         };
         let [gx, gy, gz] = grid;
-        let linear = |b: [u32; 3]| b[0] + b[1] * gx + b[2] * gx * gy;
+        let linear = |b: [u32; 3]| linear_block(grid, b);
         let mut blocks = self.block_order(grid);
         let mut selected = Vec::new();
         if let Some(want) = &cfg.blocks {
@@ -572,6 +571,11 @@ impl Machine {
         }
         blocks
     }
+}
+
+/// A block's linear id in `grid` (x fastest), as CUDA numbers them.
+fn linear_block(grid: [u32; 3], b: [u32; 3]) -> u32 {
+    b[0] + b[1] * grid[0] + b[2] * grid[0] * grid[1]
 }
 
 /// Checks a launch's entry, arguments and shape; returns the entry's index and the parameter

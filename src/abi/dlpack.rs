@@ -287,9 +287,11 @@ impl Borrows {
         self.inputs.push(v.clone());
     }
 
-    /// Borrows an input's indices as `u32`, each checked against `bound` (exclusive). A negative
-    /// `int32` value is [`Error::IndexOutOfRange`] naming it, never read as `>= 2³¹` (which a
-    /// bound past `2³¹` would accept). The ops check the upper bound again themselves.
+    /// Borrows an input's indices as `u32`. What the `u32` view cannot show is checked here:
+    /// a negative `int32`/`int64` value is [`Error::IndexOutOfRange`] naming it (never read as
+    /// `>= 2³¹`), and an `int64` value at or past `bound` (at most `2³²`) cannot be narrowed.
+    /// Every other value is checked against `bound` by the op itself, so `uint32` indices are
+    /// borrowed without a pass here.
     ///
     /// # Errors
     /// Those of the descriptor, and [`Error::IndexOutOfRange`].
@@ -326,20 +328,10 @@ impl Borrows {
         // they are readable host memory, live and not written during this call. `i32` and `u32`
         // have one size and alignment, and every bit pattern is a valid `u32`.
         let values = unsafe { std::slice::from_raw_parts(v.addr as *const u32, n) };
-        let signed = v.elem == Elem::I32;
-        let as_signed = |x: u32| {
-            if signed {
-                i64::from(x as i32)
-            } else {
-                i64::from(x)
+        if v.elem == Elem::I32 {
+            if let Some(position) = values.iter().position(|&x| (x as i32) < 0) {
+                return Err(out_of_range(position, i64::from(values[position] as i32)));
             }
-        };
-        if let Some((position, &x)) = values
-            .iter()
-            .enumerate()
-            .find(|&(_, &x)| as_signed(x) < 0 || u64::from(x) >= bound)
-        {
-            return Err(out_of_range(position, as_signed(x)));
         }
         Ok(std::borrow::Cow::Borrowed(values))
     }
