@@ -439,8 +439,8 @@ fn an_mma_sync_loop_reaches_the_measured_tensor_rate() {
     );
 }
 
-/// Gathers 16384 random rows of 1024 f32 from a 256 MiB table with `entry` (every block writes
-/// the same output row: the test is about the reads).
+/// Gathers 16384 random rows of 1024 f32 from a 256 MiB table with `entry` (the kernels store
+/// nothing for a zero table: the test is about the reads).
 fn gather(m: &Model, entry: &'static str, threads: u32) -> LaunchPrediction {
     let (width, table_rows, rows) = (1024u32, 1u32 << 16, 1u32 << 14);
     run(m, GATHER, entry, rows, threads, |mem| {

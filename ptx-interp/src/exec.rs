@@ -721,6 +721,9 @@ fn call(ctx: &Ctx<'_>, t: &mut Thread, c: &Call) -> XResult<()> {
                 let v = arg_value(ctx, t, a)?;
                 fr.regs[r as usize] = v & mask(f.ty.bits());
                 fr.init[r as usize] = true;
+                // A wrapped value stays wrapped in the callee (the helpers form addresses from
+                // their arguments: ultramem_table_load's element index).
+                fr.wrapped[r as usize] = matches!(*a, CallArg::Value(o) if wrapped(t, o));
             }
         }
     }
@@ -772,6 +775,9 @@ fn ret(ctx: &Ctx<'_>, t: &mut Thread) -> XResult<bool> {
         unreachable!("checked above")
     };
     for (d, f) in c.rets.iter().zip(&callee.rets) {
+        // A return value computed from a wrapped operation stays wrapped in the caller (values
+        // passed through `.param` memory carry no mark).
+        let w = matches!(f.loc, FormalLoc::Reg(r) if t.wrapped[r as usize]);
         let v = match f.loc {
             FormalLoc::Reg(r) => t.regs[r as usize],
             FormalLoc::Param { offset, size } => match *d {
@@ -791,7 +797,7 @@ fn ret(ctx: &Ctx<'_>, t: &mut Thread) -> XResult<bool> {
             CallArg::Value(Operand::Reg(r)) => {
                 fr.regs[r as usize] = v;
                 fr.init[r as usize] = true;
-                fr.wrapped[r as usize] = false;
+                fr.wrapped[r as usize] = w;
             }
             CallArg::Param { offset, size } => put_local(
                 &mut fr.local,

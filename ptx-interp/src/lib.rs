@@ -36,9 +36,9 @@
 //! those hooks away.
 //!
 //! What it does not model (outside the profile's latency-only clock): timing, caches,
-//! occupancy, the memory model beyond barriers (blocks run one after another and atomics are
-//! trivially sequential, so inter-block races on global memory and missing fences go
-//! unnoticed), the exact error of `.approx` instructions (it computes them exactly), the
+//! occupancy, the memory model beyond barriers and the cross-block race check (blocks run one
+//! after another and atomics are trivially sequential, so a missing fence or an ordering that
+//! only atomics make safe goes unnoticed), the exact error of `.approx` instructions (it computes them exactly), the
 //! tensor cores' internal accumulation order (see [`ir::Mma`]), and anything the driver's JIT
 //! would reject that ptxas accepts.
 //!
@@ -242,7 +242,8 @@ pub enum ErrorKind {
     /// moves; `and`/`or`/`xor` and calls clear it).
     WrappedAddress,
     /// Two blocks of one launch touch the same global bytes, at least one writing, without
-    /// both accesses being atomic (checked by [`Machine::launch`] on grids of several blocks).
+    /// both accesses being atomic (checked by [`Machine::launch`] and
+    /// [`Machine::launch_profiled`] over the blocks that run, when there are several).
     GlobalRace,
 }
 
@@ -530,7 +531,12 @@ impl Machine {
         let mut others = 0u64;
         let mut profiled = 0usize;
         let mut stopped = false;
-        for b in blocks {
+        // The cross-block race check, as in `launch`, over the blocks that run.
+        self.mem.races = (blocks.len() > 1).then(exec::Races::default);
+        let outcome = blocks.into_iter().try_for_each(|b| {
+            if let Some(r) = self.mem.races.as_mut() {
+                r.block = linear(b) + 1;
+            }
             let listed = selected.is_empty() || selected[linear(b) as usize];
             if listed && !stopped {
                 count += exec::run_block::<true>(&launch, b, &mut self.mem, Some(&mut prof))?;
@@ -541,7 +547,10 @@ impl Machine {
             } else if cfg.run_others {
                 others += exec::run_block::<false>(&launch, b, &mut self.mem, None)?;
             }
-        }
+            Ok::<(), Box<ExecError>>(())
+        });
+        self.mem.races = None;
+        outcome?;
         self.instructions += count + others;
         Ok(LaunchProfile {
             thread_instructions: count,

@@ -936,3 +936,71 @@ fn interpreter_speed_with_and_without_calls() {
         straight / 1e6
     );
 }
+
+/// The 64-bit rule through calls: a wrapped 32-bit value passed to a function that forms an
+/// address from it (as `ultramem_table_load` does with its element index), and a wrapped value
+/// a function returns that the caller forms an address from, are both caught; the same code
+/// without the wrap runs.
+#[test]
+fn a_wrapped_offset_is_caught_through_call_arguments_and_return_values() {
+    let body = |mul: &str| {
+        format!(
+            "
+.func store_at(.reg .b64 %base, .reg .b64 %elem)
+{{
+    .reg .b64 %off, %addr;
+    shl.b64 %off, %elem, 2;
+    add.s64 %addr, %base, %off;
+    st.global.u32 [%addr], 7;  // store in callee
+    ret;
+}}
+
+.func (.reg .b32 %r) scaled(.reg .b32 %x)
+{{
+    .reg .b32 %even;
+    and.b32 %even, %x, 2;
+    {mul} %r, %even, 0x80000000;
+    ret;
+}}
+
+.visible .entry k(.param .u64 out_ptr)
+.maxntid 4, 1, 1
+{{
+{PROLOGUE}
+    .reg .b32 %i, %j, %even;
+    .reg .b64 %e, %o;
+    // Argument: ((tid & 2) · 2^31) is 0 for threads 0 and 1 and wraps to 0 (a valid element)
+    // for thread 2.
+    and.b32 %even, %tid, 2;
+    {mul} %i, %even, 0x80000000;
+    cvt.u64.u32 %e, %i;
+    call store_at, (%out, %e);
+    // Return value: the same product, computed in the callee.
+    call (%j), scaled, (%tid);
+    mul.wide.u32 %o, %j, 1;
+    add.s64 %o, %out, %o;
+    st.global.u32 [%o], 8;  // store in caller
+    ret;
+}}
+"
+        )
+    };
+    // Thread 2 wraps (2 · 2^31 = 2^32); threads 0 and 1 do not. Through the argument:
+    let wrapping = body("mul.lo.u32");
+    let e = run_out(&wrapping, 3, 4).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::WrappedAddress, "{e}");
+    assert_eq!(e.line, line_of(&wrapping, "store in callee"), "{e}");
+    assert_eq!(e.thread, [2, 0, 0], "{e}");
+    // Through the return value: a module whose argument path cannot wrap (a 64-bit product).
+    let ret_only = wrapping.replacen(
+        "mul.lo.u32 %i, %even, 0x80000000;\n    cvt.u64.u32 %e, %i;",
+        "mul.wide.u32 %e, %tid, 0;",
+        1,
+    );
+    assert_ne!(ret_only, wrapping);
+    let e = run_out(&ret_only, 3, 4).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::WrappedAddress, "{e}");
+    assert_eq!(e.line, line_of(&ret_only, "store in caller"), "{e}");
+    // Two threads never wrap: both paths run.
+    run_out(&wrapping, 2, 4).unwrap();
+}

@@ -485,11 +485,15 @@ fn independent_loads_are_in_flight_together() {
 const CHASE: &str = r#"
 .visible .entry k(.param .u64 head, .param .u64 out_ptr)
 {
-    .reg .b64 %p, %out;
-    .reg .b32 %i;
+    .reg .b64 %p, %out, %o;
+    .reg .b32 %i, %b;
     .reg .pred %q;
     ld.param.u64 %p, [head];
     ld.param.u64 %out, [out_ptr];
+    // Each block stores its own word (two blocks storing one would race).
+    mov.u32 %b, %ctaid.x;
+    mul.wide.u32 %o, %b, 8;
+    add.s64 %out, %out, %o;
     mov.u32 %i, 0;
 LOOP:
     ld.global.u64 %p, [%p];
@@ -517,7 +521,7 @@ fn a_pointer_chase_has_one_load_in_flight_and_costs_a_latency_per_load() {
     const N: u64 = 40;
     let module = module(&CHASE.replace("N;", &format!("{N};")));
     let mut m = Machine::new();
-    let out = m.alloc(8);
+    let out = m.alloc(16);
     // Distinct sectors: every load is a first touch.
     let distinct = ring(&mut m, N);
     let p = profile(

@@ -415,6 +415,17 @@ fn wrapping_that_never_reaches_an_address_is_allowed() {
 /// Runs `body` (with `%out` a global pointer, `%tid`, `%bid` the block) on `blocks` blocks of
 /// `threads` threads.
 fn run_grid(regs: &str, body: &str, blocks: u32, threads: u32) -> Result<(), Box<ExecError>> {
+    run_grid_with(regs, body, blocks, threads, false)
+}
+
+/// [`run_grid`], through `launch_profiled` when `profiled` (every block profiled).
+fn run_grid_with(
+    regs: &str,
+    body: &str,
+    blocks: u32,
+    threads: u32,
+    profiled: bool,
+) -> Result<(), Box<ExecError>> {
     let src = format!(
         ".version 8.0\n.target sm_80\n.address_size 64\n\
          .visible .entry k(.param .u64 out_ptr)\n{{\n\
@@ -425,13 +436,13 @@ fn run_grid(regs: &str, body: &str, blocks: u32, threads: u32) -> Result<(), Box
     let module = Module::parse("grid.ptx", &src).expect("test kernels parse");
     let mut m = Machine::new();
     let out = m.alloc(4 * 64);
-    m.launch(
-        &module,
-        "k",
-        [blocks, 1, 1],
-        [threads, 1, 1],
-        &[&out.to_le_bytes()],
-    )?;
+    let (grid, block, params) = ([blocks, 1, 1], [threads, 1, 1], &[&out.to_le_bytes()[..]]);
+    if profiled {
+        let cfg = ptx_interp::ProfileConfig::default();
+        m.launch_profiled(&module, "k", grid, block, params, &cfg)?;
+    } else {
+        m.launch(&module, "k", grid, block, params)?;
+    }
     Ok(())
 }
 
@@ -459,4 +470,9 @@ fn a_planted_cross_block_race_is_caught() {
                  @!%p ld.global.u32 %v, [%out];";
     let e = run_grid(&format!("{regs}\n.reg .pred %p;"), mixed, 2, 1).unwrap_err();
     assert_eq!(e.kind, ErrorKind::GlobalRace, "{e}");
+    // The profiled launch (the performance model's) checks the same.
+    let e = run_grid_with(regs, same_word, 2, 4, true).unwrap_err();
+    assert_eq!((e.kind, e.block), (ErrorKind::GlobalRace, [1, 0, 0]), "{e}");
+    run_grid_with(regs, disjoint, 4, 4, true).unwrap();
+    run_grid_with(regs, atomics, 4, 4, true).unwrap();
 }

@@ -241,8 +241,12 @@ pub fn resources(source: &str, arch: &str) -> Result<HashMap<String, EntryResour
     let ptxas = ptxas().ok_or_else(|| {
         tool_error("no ptxas (pip install nvidia-cuda-nvcc-cu12, or set ULTRAMEM_PTXAS)".into())
     })?;
+    // One folder per call: two threads assembling the same source at once (parallel tests)
+    // must not share one, since each removes its folder when done.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!(
-        "ultramem-model-{}-{:016x}",
+        "ultramem-model-{}-{call}-{:016x}",
         std::process::id(),
         key.0
     ));
