@@ -381,6 +381,34 @@ fn index_map_bench(c: &mut Criterion) {
     }
 }
 
+/// int64 → u32 indices as the C ABI narrows a PyTorch `rows[T, M]` tensor (T 256, M 128): the
+/// kernel moves 12 bytes per index (8 read, 4 written), no FLOPs; the time also holds
+/// `narrow_indices`'s upload of the int64 values from the host.
+fn index_cast_bench(c: &mut Criterion) {
+    for dev in devices() {
+        let mut group = c.benchmark_group(format!("index_cast/{}", name(&dev)));
+        let len = 256 * 128;
+        let n2 = 528 * 528;
+        let wide: Vec<i64> = random_rows(256, 128, n2)
+            .into_iter()
+            .map(i64::from)
+            .collect();
+        println!(
+            "index_cast narrow {len} on {dev}: {:.3e} bytes, 0 FLOPs",
+            (len * 12) as f64
+        );
+        group.throughput(Throughput::Bytes(len as u64 * 12));
+        group.bench_function(format!("narrow_{len}"), |b| {
+            b.iter(|| {
+                let rows = narrow_indices(&dev, &[len], &wide, n2 as u64).unwrap();
+                dev.synchronize().unwrap();
+                rows
+            })
+        });
+        group.finish();
+    }
+}
+
 /// The layer's query projection `x W_qᵀ` (227M/1.2B: D 768 → 4·192; 1B/7B on CUDA: D 2048 →
 /// 4·512), as `matmul` runs it in the forward.
 fn matmul_bench(c: &mut Criterion) {
@@ -538,6 +566,7 @@ fn kernel_benches(c: &mut Criterion) {
             KernelId::ProductKeyTopk => product_key_topk_bench(c),
             KernelId::ScoreFn => score_fn_bench(c),
             KernelId::IndexMap => index_map_bench(c),
+            KernelId::IndexCast => index_cast_bench(c),
             KernelId::Matmul => matmul_bench(c),
             KernelId::Rmsnorm => rmsnorm_bench(c),
             KernelId::MoeFfn => moe_ffn_bench(c),

@@ -1,5 +1,6 @@
 /*
- * ultramem.h: the C ABI of the ultramem crate (cargo feature `abi`, on by default), version 1.
+ * ultramem.h: the C ABI of the ultramem crate (cargo feature `abi`, on by default), version 3
+ * (CHANGELOG.md lists what each version changed).
  *
  * Link with -lultramem (target/<profile>/libultramem.so, built by `cargo build`).
  *
@@ -7,7 +8,10 @@
  *  - Tensors are DLPack DLTensor descriptors, row-major contiguous (strides NULL or the
  *    contiguous ones; a size-1 dimension may have any stride), aligned to their element size.
  *    Shapes are those of the Rust API: T tokens, H heads, M slots, Cn cores, N table rows, ...
- *  - Indices are int32 or uint32; values float16, bfloat16, float32 or float64. Outputs are
+ *  - Indices are int32, uint32 or int64, on the host and on CUDA (where int64 is narrowed to
+ *    the kernels' 32 bits on the device, each value checked); a negative index is
+ *    ULTRAMEM_ERR_INDEX_OUT_OF_RANGE naming it, and an int32 index output refuses values of
+ *    2^31 and more. Values are float16, bfloat16, float32 or float64. Outputs are
  *    allocated by the caller, in any float dtype: results are computed in double precision and
  *    rounded once to it. An output must not overlap any other tensor of the call.
  *  - Host tensors (kDLCPU, kDLCUDAHost) run the crate's CPU reference. CUDA tensors (kDLCUDA,
@@ -32,7 +36,7 @@
 extern "C" {
 #endif
 
-#define ULTRAMEM_ABI_VERSION 2
+#define ULTRAMEM_ABI_VERSION 3
 
 #define ULTRAMEM_OK 0
 #define ULTRAMEM_ERR_SHAPE 1              /* a shape, or the sizes it names, is wrong */

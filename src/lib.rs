@@ -149,6 +149,7 @@ pub use error::{Error, Result};
 pub use ops::additive_topk::{
     additive_topk, additive_topk_backward, AdditiveTopkArgs, AdditiveTopkGrads, TopkOutput,
 };
+pub use ops::index_cast::{narrow_indices, widen_indices};
 pub use ops::index_map::{index_map, IndexMapArgs};
 pub use ops::matmul::{matmul, MatmulArgs};
 pub use ops::moe_ffn::{moe_ffn, MoeFfnArgs, MoeFfnOutput, MoeRouting};

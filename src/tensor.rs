@@ -196,7 +196,13 @@ impl<T: Element> Tensor<T> {
                 got: data.len(),
             });
         }
-        Tensor::from_vec(device, shape, data.to_vec())
+        // The host copy is allocated fallibly; a GPU uploads straight from `data`.
+        on_device!(device,
+            cpu => Tensor::from_storage(
+                shape,
+                Storage::Cpu(crate::alloc::collect("Tensor::from_slice", data.iter().copied())?),
+            ),
+            gpu(g) => g.wrap(shape, g.upload(bytemuck::cast_slice(data))?))
     }
 
     /// A tensor of this shape filled with zeros (all-zero bits).

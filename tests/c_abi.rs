@@ -45,7 +45,12 @@ fn c_program_calls_the_abi_through_the_header() {
         "{cc} failed:\n{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let run = Command::new(&exe).output().expect("run the C program");
+    // The library this test built, not another one on cargo's LD_LIBRARY_PATH (which outranks
+    // the rpath): a `cargo build` with other features leaves one in target/<profile>/.
+    let run = Command::new(&exe)
+        .env("LD_LIBRARY_PATH", &dir)
+        .output()
+        .expect("run the C program");
     let stdout = String::from_utf8_lossy(&run.stdout);
     print!("{stdout}");
     assert!(

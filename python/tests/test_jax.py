@@ -62,3 +62,25 @@ def test_bad_array_raises_the_crates_message():
     rows = jnp.zeros((2, 3), dtype=jnp.float32)
     with pytest.raises(UltramemError, match="indices are int32, uint32 or int64"):
         uj.weighted_gather(rows, jnp.ones((2, 3, 1)), jnp.ones((4, 2)))
+
+
+def test_index_outputs_hold_every_possible_value():
+    # N_tot past 2^31: an int32 output would read back negative, and JAX without x64 would
+    # truncate an int64 one, so the call raises there and returns int64 with x64 on.
+    idx = jnp.array([0, 3], dtype=jnp.int32)
+    if not jax.config.jax_enable_x64:
+        with pytest.raises(OverflowError, match="jax_enable_x64"):
+            uj.index_map(idx, None, 1, 2**31 + 5, 2**32)
+    with jax.enable_x64(True):
+        out = uj.index_map(jnp.array([0, 3], dtype=jnp.int32), None, 1, 2**31 + 5, 2**32)
+        assert out.dtype == jnp.int64
+        assert np.asarray(out).tolist() == [2**31 + 5, 2**31 + 5]
+        # int64 in, int64 out; a negative index is the crate's error.
+        out = uj.index_map(jnp.array([4, 7], dtype=jnp.int64), None, 10, 0, 10)
+        assert out.dtype == jnp.int64 and np.asarray(out).tolist() == [4, 7]
+        from ultramem import UltramemError
+
+        with pytest.raises(UltramemError, match="= -1 is out of range"):
+            uj.index_map(jnp.array([-1, 3], dtype=jnp.int64), None, 10, 0, 10)
+    # Small tables keep int32.
+    assert uj.index_map(idx, None, 10, 0, 10).dtype == jnp.int32

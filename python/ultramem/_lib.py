@@ -74,7 +74,7 @@ lib.ultramem_last_error.restype = ctypes.c_char_p
 lib.ultramem_abi_version.argtypes = []
 lib.ultramem_abi_version.restype = _I32
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 if lib.ultramem_abi_version() != ABI_VERSION:
     raise OSError(
         f"{library_path()} implements ultramem ABI {lib.ultramem_abi_version()}, "

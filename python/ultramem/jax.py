@@ -5,6 +5,7 @@ arrays the ABI writes into, returned as JAX arrays. Not traceable under ``jax.ji
 eager calls (a ``jax.pure_callback`` around them would be the way into a jitted function).
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -47,17 +48,32 @@ def peer_ffn(rows, scores, z, down, up, activation=0):
     )[0]
 
 
+def _index_dtype(largest):
+    """Index outputs are int32 when every possible value (at most ``largest``) is below 2^31,
+    int64 otherwise (spec I.6.1), as in ``torch.ops.ultramem``. JAX without ``jax_enable_x64``
+    would silently truncate an int64 result to int32, so that case raises instead."""
+    if largest < 2**31:
+        return np.int32
+    if not jax.config.jax_enable_x64:
+        raise OverflowError(
+            f"index values up to {largest} need int64 results; enable jax_enable_x64"
+        )
+    return np.int64
+
+
 def additive_topk(q, keys, k, k1=0):
-    """``(score[T, H, k], idx[T, H, k] int32)``, in ``jax.lax.top_k``'s order."""
+    """``(score[T, H, k], idx[T, H, k])``, in ``jax.lax.top_k``'s order; ``idx`` is int32
+    when ``n² ≤ 2^31``, else int64."""
     shape = (q.shape[0], q.shape[1], k)
-    idx = np.empty(shape, dtype=np.int32)
+    idx = np.empty(shape, dtype=_index_dtype(keys.shape[2] ** 2 - 1))
     score = np.empty(shape, dtype=_float_dtype(q, keys))
     return _call(lib.ultramem_additive_topk_forward, [q, keys], [k, k1], [idx, score])[::-1]
 
 
 def tucker_topk(q, keys, cores, u, v, m, k1=0):
-    """``(score[T, H, m, Cn], idx[T, H, m] int32)``."""
-    idx = np.empty((q.shape[0], q.shape[1], m), dtype=np.int32)
+    """``(score[T, H, m, Cn], idx[T, H, m])``; ``idx`` is int32 when ``n² ≤ 2^31``, else
+    int64."""
+    idx = np.empty((q.shape[0], q.shape[1], m), dtype=_index_dtype(keys.shape[3] ** 2 - 1))
     score = np.empty((q.shape[0], q.shape[1], m, cores.shape[1]), dtype=_float_dtype(q, keys, cores))
     return _call(
         lib.ultramem_tucker_topk_forward, [q, keys, cores, u, v], [m, k1], [idx, score]
@@ -65,8 +81,10 @@ def tucker_topk(q, keys, cores, u, v, m, k1=0):
 
 
 def index_map(idx, shuffle, rows_per_layer, offset, total_rows):
-    """Value rows, the shape of ``idx``."""
-    out = np.empty(idx.shape, dtype=np.int32)
+    """Value rows, the shape of ``idx``: int64 for int64 ``idx`` or ``total_rows > 2^31``, else
+    int32."""
+    wide = np.dtype(idx.dtype) == np.int64
+    out = np.empty(idx.shape, dtype=np.int64 if wide else _index_dtype(total_rows - 1))
     return _call(
         lib.ultramem_index_map_forward,
         [idx, shuffle],

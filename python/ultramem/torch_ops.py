@@ -4,8 +4,8 @@ Registered with ``torch.library`` (``define`` + ``impl``: the cheaper route per 
 ``custom_op`` decorator), with fake kernels for ``torch.compile`` and autograd formulas that
 call the backward ops. Tensors reach the C ABI through DLPack with no copy; outputs are
 allocated by torch. Top-k ops return ``(score, idx)`` in ``torch.topk``'s order. Inputs must
-be contiguous; indices are int32, or int64 (host tensors); a bad tensor raises
-:class:`ultramem.UltramemError` with the crate's message.
+be contiguous; indices are int32 or int64 (on CUDA, int64 is narrowed on the device, each
+value checked); a bad tensor raises :class:`ultramem.UltramemError` with the crate's message.
 
 Output dtypes: a forward's float output has the promoted dtype of its float inputs (so float64
 in gives float64 out, computed in f64: what ``torch.autograd.gradcheck`` needs); each gradient
@@ -158,7 +158,7 @@ def _peer_ffn_backward(rows, scores, z, down, up, activation, dout):
 
 def _index_dtype(largest):
     """Index outputs are int32 when every possible value (at most ``largest``) is below 2^31,
-    int64 otherwise (spec I.6.1; the int64 outputs run on the host path)."""
+    int64 otherwise (spec I.6.1; on CUDA the kernels' u32 results are widened on the device)."""
     return torch.int32 if largest < 2**31 else torch.int64
 
 

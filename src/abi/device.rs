@@ -5,15 +5,17 @@
 //!
 //! The C entry points run it on CUDA over the caller's memory (`cuda_backend`'s
 //! `with_foreign`); the differential tests run it in the PTX interpreter against the ABI's CPU
-//! path. Kernels take f32 for every small operand and f32/f16/bf16 tables, and write f32
-//! values and u32 indices, so a GPU call takes exactly those (float64 is the CPU path's).
+//! path. Kernels take f32 for every small operand and f32/f16/bf16 tables, and read and write
+//! u32 indices: int32/uint32 index tensors are handed over as they are, int64 ones narrowed
+//! (inputs) or widened (outputs) on the device (`gpu::index_cast`); float64 is the CPU path's.
+//! A negative int32 index, which the kernels see as `>= 2^31`, is reported as the caller wrote it.
 //! Backward passes run [`BackwardMode::Deterministic`]: bitwise reproducible, like the CPU.
 
 use super::shapes;
 use super::view::{Elem, View};
 use crate::dims::BackwardMode;
 use crate::dtype::DType;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::peer_ffn::PeerBuffers;
 use crate::gpu::product_key_topk::{
     additive_backward_buffers, additive_forward_buffers, tucker_backward_buffers,
@@ -34,6 +36,55 @@ fn copy_out<G: Gpu>(gpu: &G, result: &G::Buffer, out: &mut G::Buffer, view: &Vie
     Ok(())
 }
 
+/// The u32 copy the kernels read of an `int64` index input (each value checked below `bound`,
+/// at most `2^32`), or `None` for int32/uint32 input, which the kernels read in place.
+fn narrowed<G: Gpu>(gpu: &G, v: &View, buf: &G::Buffer, bound: u64) -> Result<Option<G::Buffer>> {
+    match v.elem {
+        Elem::I64 => gpu::index_cast::narrow(gpu, v.op, v.arg, buf, v.numel(), bound).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Writes a u32 index result into the caller's output: copied (int32/uint32, whose values the
+/// caller's `gpu_indices` bound made fit) or widened (int64).
+fn index_out<G: Gpu>(gpu: &G, result: &G::Buffer, out: &mut G::Buffer, view: &View) -> Result<()> {
+    match view.elem {
+        Elem::I64 => gpu::index_cast::widen(gpu, view.op, view.arg, result, view.numel(), out),
+        _ => copy_out(gpu, result, out, view),
+    }
+}
+
+/// An error as the caller sees it: an int32 index the kernels read as `>= 2^31` (as u32) was
+/// negative, and is reported with the value the caller wrote.
+fn as_written(e: Error, indices: &[&View]) -> Error {
+    match e {
+        Error::IndexOutOfRange {
+            op,
+            arg,
+            position,
+            index,
+            bound,
+        } => {
+            let signed = indices.iter().any(|v| v.arg == arg && v.elem == Elem::I32);
+            let index = match u32::try_from(index) {
+                Ok(word) if signed => i64::from(word as i32),
+                _ => index,
+            };
+            Error::IndexOutOfRange {
+                op,
+                arg,
+                position,
+                index,
+                bound,
+            }
+        }
+        Error::Several { errors } => Error::Several {
+            errors: errors.into_iter().map(|e| as_written(e, indices)).collect(),
+        },
+        other => other,
+    }
+}
+
 /// Weighted gather forward: views `[rows, weights, table, out]`, inputs `[rows, weights, table]`.
 ///
 /// # Errors
@@ -48,12 +99,14 @@ pub fn weighted_gather_forward<G: Gpu>(
     out.gpu_f32()?;
     rows.gpu_indices(d.table_rows as u64)?;
     weights.gpu_f32()?;
+    let narrow = narrowed(gpu, rows, r, d.table_rows as u64)?;
     let b = GatherBuffers {
-        rows: r,
+        rows: narrow.as_ref().unwrap_or(r),
         weights: w,
         table: t,
     };
-    let y = gpu::weighted_gather::forward(gpu, &d, table.gpu_table()?, &b)?;
+    let y = gpu::weighted_gather::forward(gpu, &d, table.gpu_table()?, &b)
+        .map_err(|e| as_written(e, &[rows]))?;
     copy_out(gpu, &y, out_buf, out)
 }
 
@@ -73,17 +126,20 @@ pub fn weighted_gather_backward<G: Gpu>(
         v.gpu_f32()?;
     }
     rows.gpu_indices(d.table_rows as u64)?;
+    let narrow = narrowed(gpu, rows, r, d.table_rows as u64)?;
     let b = GatherBuffers {
-        rows: r,
+        rows: narrow.as_ref().unwrap_or(r),
         weights: w,
         table: t,
     };
-    let (dw, dt) = gpu::weighted_gather::backward(gpu, &d, table.gpu_table()?, MODE, &b, g)?;
+    let (dw, dt) = gpu::weighted_gather::backward(gpu, &d, table.gpu_table()?, MODE, &b, g)
+        .map_err(|e| as_written(e, &[rows]))?;
     copy_out(gpu, &dw, dw_buf, dweights)?;
     copy_out(gpu, &dt, dt_buf, dtable)
 }
 
-/// The dtypes the PEER kernels take: int32/uint32 rows, f32 scores and `z`, a table dtype.
+/// The dtypes the PEER kernels take: int32/uint32/int64 rows, f32 scores and `z`, a table
+/// dtype.
 fn peer_dtypes([rows, scores, z, down]: [&View; 4], table_rows: usize) -> Result<DType> {
     rows.gpu_indices(table_rows as u64)?;
     scores.gpu_f32()?;
@@ -106,14 +162,15 @@ pub fn peer_ffn_forward<G: Gpu>(
     let d = shapes::peer_ffn_forward([rows, scores, z, down, up, out])?;
     let dtype = peer_dtypes([rows, scores, z, down], d.table_rows)?;
     out.gpu_f32()?;
+    let narrow = narrowed(gpu, rows, r, d.table_rows as u64)?;
     let b = PeerBuffers {
-        rows: r,
+        rows: narrow.as_ref().unwrap_or(r),
         scores: s,
         z: zb,
         down: dn,
         up: u,
     };
-    let y = gpu::peer_ffn::forward(gpu, &d, dtype, act, &b)?;
+    let y = gpu::peer_ffn::forward(gpu, &d, dtype, act, &b).map_err(|e| as_written(e, &[rows]))?;
     copy_out(gpu, &y, out_buf, out)
 }
 
@@ -135,14 +192,16 @@ pub fn peer_ffn_backward<G: Gpu>(
     for v in [dout, dz, dscores, ddown, dup] {
         v.gpu_f32()?;
     }
+    let narrow = narrowed(gpu, rows, r, d.table_rows as u64)?;
     let b = PeerBuffers {
-        rows: r,
+        rows: narrow.as_ref().unwrap_or(r),
         scores: s,
         z: zb,
         down: dn,
         up: u,
     };
-    let grads = gpu::peer_ffn::backward(gpu, &d, dtype, act, MODE, &b, g)?;
+    let grads = gpu::peer_ffn::backward(gpu, &d, dtype, act, MODE, &b, g)
+        .map_err(|e| as_written(e, &[rows]))?;
     let [dz_buf, ds_buf, ddown_buf, dup_buf] = outs;
     copy_out(gpu, &grads.dz, dz_buf, dz)?;
     copy_out(gpu, &grads.dscores, ds_buf, dscores)?;
@@ -168,7 +227,7 @@ pub fn additive_topk_forward<G: Gpu>(
     score.gpu_f32()?;
     q.gpu_f32()?;
     let (i, s) = additive_forward_buffers(gpu, &d, keys.gpu_table()?, qb, kb)?;
-    copy_out(gpu, &i, idx_buf, idx)?;
+    index_out(gpu, &i, idx_buf, idx)?;
     copy_out(gpu, &s, score_buf, score)
 }
 
@@ -188,7 +247,10 @@ pub fn additive_topk_backward<G: Gpu>(
     for v in [dscore, dq, dkeys, q] {
         v.gpu_f32()?;
     }
-    let (gq, gk) = additive_backward_buffers(gpu, &d, keys.gpu_table()?, MODE, qb, kb, ib, gb)?;
+    let narrow = narrowed(gpu, idx, ib, (d.n as u64).pow(2))?;
+    let ib = narrow.as_ref().unwrap_or(ib);
+    let (gq, gk) = additive_backward_buffers(gpu, &d, keys.gpu_table()?, MODE, qb, kb, ib, gb)
+        .map_err(|e| as_written(e, &[idx]))?;
     copy_out(gpu, &gq, dq_buf, dq)?;
     copy_out(gpu, &gk, dk_buf, dkeys)
 }
@@ -227,7 +289,7 @@ pub fn tucker_topk_forward<G: Gpu>(
         v: vb,
     };
     let (i, s) = tucker_forward_buffers(gpu, &d, keys.gpu_table()?, &b)?;
-    copy_out(gpu, &i, idx_buf, idx)?;
+    index_out(gpu, &i, idx_buf, idx)?;
     copy_out(gpu, &s, score_buf, score)
 }
 
@@ -256,7 +318,10 @@ pub fn tucker_topk_backward<G: Gpu>(
         u: ub,
         v: vb,
     };
-    let (gq, gk, gc) = tucker_backward_buffers(gpu, &d, keys.gpu_table()?, MODE, &b, ib, gb)?;
+    let narrow = narrowed(gpu, idx, ib, (d.n as u64).pow(2))?;
+    let ib = narrow.as_ref().unwrap_or(ib);
+    let (gq, gk, gc) = tucker_backward_buffers(gpu, &d, keys.gpu_table()?, MODE, &b, ib, gb)
+        .map_err(|e| as_written(e, &[idx]))?;
     copy_out(gpu, &gq, dq_buf, dq)?;
     copy_out(gpu, &gk, dk_buf, dkeys)?;
     copy_out(gpu, &gc, dc_buf, dcores)
@@ -275,8 +340,9 @@ pub fn index_map_forward<G: Gpu>(
     out_buf: &mut G::Buffer,
 ) -> Result<()> {
     let d = shapes::index_map_forward([idx, out], shuffle.map(|(s, _)| s), map)?;
-    // int32 ν and shuffle entries are bounded (and their negative values caught) in the kernel;
-    // the output must hold every row up to N_tot.
+    // int32 ν and shuffle entries are bounded (and their negative values caught) in the kernel,
+    // int64 ones when narrowed (the host path's bounds); the output must hold every row up to
+    // N_tot.
     idx.gpu_indices(0)?;
     if let Some((s, _)) = shuffle {
         s.gpu_indices(0)?;
@@ -286,8 +352,15 @@ pub fn index_map_forward<G: Gpu>(
         idx: idx.elem == Elem::I32,
         shuffle: shuffle.is_some_and(|(s, _)| s.elem == Elem::I32),
     };
-    let rows = gpu::index_map::forward(gpu, &d, ib, shuffle.map(|(_, b)| b), signed)?;
-    copy_out(gpu, &rows, out_buf, out)
+    let narrow_idx = narrowed(gpu, idx, ib, d.shuffle_len.map_or(1 << 32, |s| s as u64))?;
+    let narrow_shuffle = match shuffle {
+        Some((s, b)) => narrowed(gpu, s, b, 1 << 32)?,
+        None => None,
+    };
+    let table = shuffle.map(|(_, b)| narrow_shuffle.as_ref().unwrap_or(b));
+    let ib = narrow_idx.as_ref().unwrap_or(ib);
+    let rows = gpu::index_map::forward(gpu, &d, ib, table, signed)?;
+    index_out(gpu, &rows, out_buf, out)
 }
 
 /// Score function forward (`dout = None`, views `[score, out]`) or backward (`dout` given,

@@ -303,25 +303,12 @@ impl Borrows {
         if n == 0 {
             return Ok(std::borrow::Cow::Borrowed(&[]));
         }
-        let out_of_range = |position: usize, index: i64| Error::IndexOutOfRange {
-            op: v.op,
-            arg: v.arg,
-            position,
-            index,
-            bound,
-        };
         if v.elem == Elem::I64 {
             // SAFETY: as below, for `n` i64s (`View::read` checked 8-byte alignment for int64).
             let wide = unsafe { std::slice::from_raw_parts(v.addr as *const i64, n) };
-            let fits = |x: i64| x >= 0 && (x as u64) < bound;
-            if let Some(position) = wide.iter().position(|&x| !fits(x)) {
-                return Err(out_of_range(position, wide[position]));
-            }
-            // In range, so below 2^32 (every bound is at most 2^32).
-            return Ok(std::borrow::Cow::Owned(crate::alloc::collect(
-                v.op,
-                wide.iter().map(|&x| x as u32),
-            )?));
+            return Ok(std::borrow::Cow::Owned(
+                crate::reference::index_cast::narrow(v.op, v.arg, wide, bound)?,
+            ));
         }
         // SAFETY: `View::read` checked that the address is non-null, 4-byte aligned and that
         // `len` bytes from it do not overflow; the caller's contract (see `ultramem.h`) is that
@@ -330,7 +317,13 @@ impl Borrows {
         let values = unsafe { std::slice::from_raw_parts(v.addr as *const u32, n) };
         if v.elem == Elem::I32 {
             if let Some(position) = values.iter().position(|&x| (x as i32) < 0) {
-                return Err(out_of_range(position, i64::from(values[position] as i32)));
+                return Err(Error::IndexOutOfRange {
+                    op: v.op,
+                    arg: v.arg,
+                    position,
+                    index: i64::from(values[position] as i32),
+                    bound,
+                });
             }
         }
         Ok(std::borrow::Cow::Borrowed(values))

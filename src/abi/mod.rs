@@ -6,7 +6,10 @@
 //! - Tensors are DLPack `DLTensor*` ([`dlpack::DLTensor`]), row-major contiguous (null strides
 //!   or the contiguous strides; a size-1 dimension may have any stride), aligned to their
 //!   element. Shapes are those of the Rust API ([`crate::WeightedGatherArgs`] and friends).
-//! - Indices are `int32` or `uint32`; values `float16`, `bfloat16`, `float32` or `float64`, each
+//! - Indices are `int32`, `uint32` or `int64` on either path (spec §I.6.1; on CUDA `int64` is
+//!   narrowed to the kernels' u32 on the device, each value checked, and `int64` outputs
+//!   widened from it); a negative index is [`ULTRAMEM_ERR_INDEX_OUT_OF_RANGE`] naming it.
+//!   Values are `float16`, `bfloat16`, `float32` or `float64`, each
 //!   input in any of them (an op's small operands are widened to f64 exactly; tables are read in
 //!   their own dtype). Outputs are allocated by the caller, in any float dtype; the result is
 //!   computed in f64 and rounded once to it. `float64` in and out gives the f64 reference
@@ -50,7 +53,7 @@ use crate::reference;
 use crate::{Activation, IndexMapConfig, ScoreFn};
 
 /// The version of this ABI; bumped on any change to a signature or a convention.
-pub const ULTRAMEM_ABI_VERSION: i32 = 2;
+pub const ULTRAMEM_ABI_VERSION: i32 = 3;
 
 /// Success.
 pub const ULTRAMEM_OK: i32 = 0;

@@ -185,24 +185,22 @@ impl View {
         }
     }
 
-    /// Errors unless the tensor holds int32/uint32 indices, as the GPU kernels read them, whose
-    /// values (input) or possible values (output) lie below `bound`. The kernels read int32 as
-    /// u32, where a negative value arrives as `>= 2^31`: out of range, and so reported, only
-    /// while `bound <= 2^31`; past it an int32 tensor is refused (an output could not hold the
-    /// values either).
+    /// Errors unless the tensor holds indices the GPU path takes, whose values (input) or
+    /// possible values (output) lie below `bound`. The kernels read int32 as u32, where a
+    /// negative value arrives as `>= 2^31`: out of range, and so reported, only while
+    /// `bound <= 2^31`; past it an int32 tensor is refused (an output could not hold the values
+    /// either). uint32 is read as it is; int64 is narrowed to u32 on the device first (inputs,
+    /// each value checked) or widened from it (outputs).
     ///
     /// # Errors
     /// [`Error::Unsupported`].
     pub fn gpu_indices(&self, bound: u64) -> Result<&Self> {
         match self.elem {
             Elem::I32 if bound > 1 << 31 => Err(self.gpu_unsupported(&format!(
-                "int32 indices cannot address {bound} entries (past 2^31): pass uint32"
+                "int32 indices cannot address {bound} entries (past 2^31): pass uint32 or int64"
             ))),
-            Elem::I32 | Elem::U32 => Ok(self),
-            Elem::I64 => Err(self.gpu_unsupported(
-                "the kernels read 32-bit indices: pass int32 or uint32 (int64 runs on the host)",
-            )),
-            _ => Err(self.gpu_unsupported("indices are int32 or uint32")),
+            Elem::I32 | Elem::U32 | Elem::I64 => Ok(self),
+            _ => Err(self.gpu_unsupported("indices are int32, uint32 or int64")),
         }
     }
 

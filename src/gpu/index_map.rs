@@ -1,7 +1,7 @@
 //! The index map on a GPU: `kernels/index_map.ptx`, `shaders/index_map.wgsl`.
 
 use super::params::MapParams;
-use super::{fits_u32, grid, recorded, report, Decode, Fill, Gpu, Launch};
+use super::{fits_u32, grid, recorded, report, Decode, Fill, Gpu, IndexSource, Launch};
 use crate::dims::index_map::IndexMapDims;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -87,16 +87,16 @@ pub fn forward<G: Gpu>(
     };
     let decode: Decode = Box::new(move |w, index| {
         if let Some(position) = recorded(w[0]) {
-            let index = index.unwrap_or(u32::MAX);
+            let index = index.unwrap_or(i64::from(u32::MAX));
             return Err(Error::IndexOutOfRange {
                 op: OP,
                 arg: "idx",
                 position,
                 // int32 input: the value the caller wrote.
                 index: if signed.idx {
-                    i64::from(index as i32)
+                    i64::from(index as u32 as i32)
                 } else {
-                    i64::from(index)
+                    index
                 },
                 bound: shown_bound,
             });
@@ -113,6 +113,6 @@ pub fn forward<G: Gpu>(
         }
         Ok(())
     });
-    report(gpu, status, 2, Some((idx, d.len * 4)), decode)?;
+    report(gpu, status, 2, Some(IndexSource::u32(idx, d.len)), decode)?;
     Ok(out)
 }

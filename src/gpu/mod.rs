@@ -13,6 +13,7 @@
 //! our kernel, and a graph-capturing device is a [`Gpu`] whose `launch` records instead of
 //! running.
 
+pub mod index_cast;
 pub mod index_map;
 pub mod matmul;
 pub mod moe_ffn;
@@ -138,15 +139,32 @@ pub trait Gpu: Sized {
 }
 
 /// Turns an op's status words (and, where word 0 holds a position into an index buffer, the
-/// index found there) into its error.
-pub type Decode = Box<dyn Fn(&[u32], Option<u32>) -> Result<()> + Send + Sync>;
+/// index found there, as the caller's value: u32 entries zero-extended, int64 ones as they are)
+/// into its error.
+pub type Decode = Box<dyn Fn(&[u32], Option<i64>) -> Result<()> + Send + Sync>;
+
+/// The index buffer a status word's position points into: `len` entries of `width` bytes (4:
+/// u32, 8: int64).
+pub(crate) struct IndexSource<'a, B> {
+    pub buf: &'a B,
+    pub len: usize,
+    pub width: usize,
+}
+
+impl<'a, B> IndexSource<'a, B> {
+    /// `len` u32 entries.
+    pub fn u32(buf: &'a B, len: usize) -> Self {
+        Self { buf, len, width: 4 }
+    }
+}
 
 /// A status check an op queued instead of reading it back (the device defers checks): the
-/// status words, a copy of the index buffer word 0 points into, and how to decode them.
+/// status words, a copy of the index buffer word 0 points into (with its entry width), and how
+/// to decode them.
 pub struct PendingCheck<B> {
     status: B,
     words: usize,
-    indices: Option<B>,
+    indices: Option<(B, usize)>,
     decode: Decode,
 }
 
@@ -157,25 +175,27 @@ pub(crate) fn recorded(word: u32) -> Option<usize> {
 }
 
 /// Reports an op's `words` status words: at once, or queued when the device defers checks.
-/// `indices` is the buffer (and its length in bytes) that word 0's position indexes, if any;
-/// a deferred check keeps a device copy of it, so the caller may drop or reuse the original.
+/// `indices` is the buffer that word 0's position indexes, if any; a deferred check keeps a
+/// device copy of it, so the caller may drop or reuse the original.
 pub(crate) fn report<G: Gpu>(
     gpu: &G,
     status: G::Buffer,
     words: usize,
-    indices: Option<(&G::Buffer, usize)>,
+    indices: Option<IndexSource<'_, G::Buffer>>,
     decode: Decode,
 ) -> Result<()> {
     if !gpu.sync_state().deferring() {
-        return resolve(gpu, &status, words, indices.map(|(b, _)| b), &decode);
+        let source = indices.map(|s| (s.buf, s.width));
+        return resolve(gpu, &status, words, source, &decode);
     }
     let indices = match indices {
-        Some((buf, bytes)) => {
+        Some(s) => {
+            let bytes = s.len * s.width;
             let mut copy = gpu.alloc(bytes, Fill::Zero)?;
             if bytes > 0 {
-                gpu.copy(buf, 0, &mut copy, 0, bytes.div_ceil(4) * 4)?;
+                gpu.copy(s.buf, 0, &mut copy, 0, bytes)?;
             }
-            Some(copy)
+            Some((copy, s.width))
         }
         None => None,
     };
@@ -192,7 +212,7 @@ fn resolve<G: Gpu>(
     gpu: &G,
     status: &G::Buffer,
     words: usize,
-    indices: Option<&G::Buffer>,
+    indices: Option<(&G::Buffer, usize)>,
     decode: &Decode,
 ) -> Result<()> {
     let w = words_of(&gpu.download(status, words * 4)?);
@@ -206,18 +226,23 @@ fn words_of(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-/// Decodes read-back status words, reading the bad index itself when word 0 recorded one.
+/// Decodes read-back status words, reading the bad index itself (an entry of `width` bytes)
+/// when word 0 recorded one.
 fn decode_words<G: Gpu>(
     gpu: &G,
     w: &[u32],
-    indices: Option<&G::Buffer>,
+    indices: Option<(&G::Buffer, usize)>,
     decode: &Decode,
 ) -> Result<()> {
     let value = match (indices, recorded(w[0])) {
-        (Some(ix), Some(position)) => {
-            let mut one = gpu.alloc(4, Fill::Zero)?;
-            gpu.copy(ix, position * 4, &mut one, 0, 4)?;
-            Some(u32::from_le_bytes(first_word(&gpu.download(&one, 4)?)))
+        (Some((ix, width)), Some(position)) => {
+            let mut one = gpu.alloc(8, Fill::Zero)?;
+            gpu.copy(ix, position * width, &mut one, 0, width)?;
+            let bytes = gpu.download(&one, 8)?;
+            let mut le = [0u8; 8];
+            le.copy_from_slice(&bytes[..8]);
+            // int64 entries are the caller's values; u32 ones arrive zero-extended.
+            Some(i64::from_le_bytes(le))
         }
         _ => None,
     };
@@ -244,7 +269,8 @@ pub fn resolve_deferred<G: Gpu>(gpu: &G) -> Result<()> {
     let mut at = 0;
     let mut errors = Vec::new();
     for c in &checks {
-        if let Err(e) = decode_words(gpu, &words[at..at + c.words], c.indices.as_ref(), &c.decode) {
+        let source = c.indices.as_ref().map(|(b, width)| (b, *width));
+        if let Err(e) = decode_words(gpu, &words[at..at + c.words], source, &c.decode) {
             errors.push(e);
         }
         at += c.words;
@@ -397,11 +423,11 @@ pub(crate) fn check_status<G: Gpu>(
             op,
             arg,
             position,
-            index: i64::from(index.unwrap_or(u32::MAX)),
+            index: index.unwrap_or(i64::from(u32::MAX)),
             bound,
         }),
     });
-    report(gpu, status, 1, Some((indices, len * 4)), decode)
+    report(gpu, status, 1, Some(IndexSource::u32(indices, len)), decode)
 }
 
 fn first_word(bytes: &[u8]) -> [u8; 4] {

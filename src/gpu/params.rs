@@ -99,6 +99,16 @@ pub(crate) struct ScoreParams {
     pub pad2: u32,
 }
 
+/// Parameters of the index casts: 16 bytes. The narrowing bound (at most `2^32`) in two words.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub(crate) struct CastParams {
+    pub len: u32,
+    pub grid_x: u32,
+    pub bound_lo: u32,
+    pub bound_hi: u32,
+}
+
 /// Parameters of the index-map kernel: 32 bytes. `2^32` is passed as 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -187,6 +197,7 @@ mod tests {
                 KernelId::ProductKeyTopk => std::mem::size_of::<TopkParams>(),
                 KernelId::ScoreFn => std::mem::size_of::<ScoreParams>(),
                 KernelId::IndexMap => std::mem::size_of::<MapParams>(),
+                KernelId::IndexCast => std::mem::size_of::<CastParams>(),
                 KernelId::Matmul => std::mem::size_of::<MatmulParams>(),
                 KernelId::Rmsnorm => std::mem::size_of::<RmsParams>(),
                 KernelId::MoeFfn => std::mem::size_of::<MoeParams>(),

@@ -4,7 +4,9 @@
 
 use super::params::TopkParams;
 use super::weighted_gather::Gather;
-use super::{fits_u32, grid, recorded, report, row_sort, table_dtype, Decode, Fill, Gpu, Launch};
+use super::{
+    fits_u32, grid, recorded, report, row_sort, table_dtype, Decode, Fill, Gpu, IndexSource, Launch,
+};
 use crate::dims::additive_topk::AdditiveTopkDims;
 use crate::dims::tucker_topk::TuckerTopkDims;
 use crate::dims::BackwardMode;
@@ -225,7 +227,7 @@ fn check_status<G: Gpu>(
                 op,
                 arg: "idx",
                 position,
-                index: i64::from(index),
+                index,
                 bound,
             });
         }
@@ -253,7 +255,13 @@ fn check_status<G: Gpu>(
         }
         Ok(())
     });
-    report(gpu, status, 4, idx.map(|(b, len)| (b, len * 4)), decode)
+    report(
+        gpu,
+        status,
+        4,
+        idx.map(|(b, len)| IndexSource::u32(b, len)),
+        decode,
+    )
 }
 
 /// The forward on device buffers: new `(idx[T, H, m]` (u32), `score[T, H, m, Cn]` (f32)`)`.

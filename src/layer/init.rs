@@ -196,7 +196,7 @@ fn selected_score_moments(
 ) -> Result<(f64, f64)> {
     let ones = vec![1.0; cfg.dk];
     let x = rng.normals(tokens * cfg.d_model, 1.0);
-    let (_, q, khat) = scoring_inputs(cfg, w_q, &ones, keys, &ones, &x);
+    let (_, q, khat) = scoring_inputs(cfg, w_q, &ones, keys, &ones, &x)?;
     let (_, scores) = tucker_topk::forward(&cfg.tucker_dims(tokens), &q, &khat, cores, u, v)?;
     let count = scores.len() as f64;
     let mean = scores.iter().sum::<f64>() / count;

@@ -7,6 +7,7 @@
 //! sequence over their device buffers (`gpu/<op>.rs`), generic over every GPU backend.
 
 pub mod additive_topk;
+pub mod index_cast;
 pub mod index_map;
 pub mod matmul;
 pub mod moe_ffn;

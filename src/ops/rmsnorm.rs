@@ -88,7 +88,7 @@ pub fn rmsnorm(args: &RmsNormArgs<'_>) -> Result<Tensor<f32>> {
             &try_widen(OP, host(OP, "gamma", args.gamma)?)?,
             f64::from(args.eps),
             dims.repeat,
-        );
+        )?;
         Tensor::from_vec(&device, &out_shape, to_f32(OP, y)?)
     },
     gpu(g) => {
@@ -126,7 +126,7 @@ pub fn rmsnorm_backward(args: &RmsNormArgs<'_>, dy: &Tensor<f32>) -> Result<RmsN
             f64::from(args.eps),
             dims.repeat,
             &try_widen(OP, host(OP, "dy", dy)?)?,
-        );
+        )?;
         Ok(RmsNormGrads {
             dx: Tensor::from_vec(&device, args.x.shape(), to_f32(OP, dx)?)?,
             dgamma: Tensor::from_vec(&device, &[dims.dim], to_f32(OP, dgamma)?)?,

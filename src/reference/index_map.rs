@@ -14,14 +14,11 @@ pub fn forward(d: &IndexMapDims, idx: &[u32], shuffle: Option<&[u32]>) -> Result
     d.check()?;
     check_len(OP, "idx", idx, d.len)?;
     match shuffle {
-        None => Ok(idx.iter().map(|&nu| d.map.map(nu)).collect()),
+        None => crate::alloc::collect(OP, idx.iter().map(|&nu| d.map.map(nu))),
         Some(table) => {
             check_len(OP, "shuffle", table, d.shuffle_len.unwrap_or(0))?;
             check_indices(OP, "idx", idx, table.len() as u64)?;
-            Ok(idx
-                .iter()
-                .map(|&nu| d.map.map(table[nu as usize]))
-                .collect())
+            crate::alloc::collect(OP, idx.iter().map(|&nu| d.map.map(table[nu as usize])))
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod activation;
 pub mod additive_topk;
 pub mod dense;
+pub mod index_cast;
 pub mod index_map;
 pub mod matmul;
 pub mod moe_ffn;

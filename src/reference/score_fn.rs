@@ -60,16 +60,21 @@ pub fn backward<S: Float, G: Float>(
     let dy: Vec<f64> = crate::alloc::collect(OP, dout.iter().map(|g| g.to_f64()))?;
     Ok(match func {
         ScoreFn::Raw => dy,
-        ScoreFn::Relu => score
-            .iter()
-            .zip(&dy)
-            .map(|(x, &g)| if x.to_f64() > 0.0 { g } else { 0.0 })
-            .collect(),
-        ScoreFn::Sigmoid => y
-            .iter()
-            .zip(&dy)
-            .map(|(&s, &g)| g * s * (1.0 - s))
-            .collect(),
+        // In place over `dy` (no allocation that could fail).
+        ScoreFn::Relu => {
+            let mut dx = dy;
+            dx.iter_mut()
+                .zip(score)
+                .for_each(|(g, x)| *g = if x.to_f64() > 0.0 { *g } else { 0.0 });
+            dx
+        }
+        ScoreFn::Sigmoid => {
+            let mut dx = dy;
+            dx.iter_mut()
+                .zip(&y)
+                .for_each(|(g, &s)| *g = *g * s * (1.0 - s));
+            dx
+        }
         ScoreFn::Softmax => {
             // dx = y ⊙ (dy − Σ_k y·dy), per (token, head, core).
             let (k, cn) = (d.k, d.cores);

@@ -92,6 +92,9 @@ pub fn expand_queries(cfg: &UltraMemV2Config, q: &[f64], tokens: usize) -> Vec<f
 /// The scoring inputs for `x[T, D]` (widened): the query projections before the norm
 /// `q̃[T, H·Q·Dk]`, the normalised queries as the Tucker op reads them `[T, H, 2, R, Dk]`, and the
 /// normalised keys `K̂[H, 2, R, n, Dk]`.
+///
+/// # Errors
+/// [`crate::Error::OutOfMemory`] from the norms.
 pub fn scoring_inputs<W: Float>(
     cfg: &UltraMemV2Config,
     w_q: &[W],
@@ -99,16 +102,16 @@ pub fn scoring_inputs<W: Float>(
     keys: &[W],
     gamma_k: &[W],
     xs: &[f64],
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
     let tokens = xs.len() / cfg.d_model;
     let q_raw = dense::matvec_rows(&widen(w_q), cfg.query_rows(), cfg.d_model, xs);
     let q = expand_queries(
         cfg,
-        &rmsnorm::forward(&q_raw, &widen(gamma_q), cfg.eps),
+        &rmsnorm::forward(&q_raw, &widen(gamma_q), cfg.eps)?,
         tokens,
     );
-    let khat = rmsnorm::forward(&widen(keys), &widen(gamma_k), cfg.eps);
-    (q_raw, q, khat)
+    let khat = rmsnorm::forward(&widen(keys), &widen(gamma_k), cfg.eps)?;
+    Ok((q_raw, q, khat))
 }
 
 /// The layer forward over `x[T, D]`.
@@ -129,10 +132,10 @@ pub fn forward<W: Float, V: Float, X: Float>(
     let q_raw = dense::matvec_rows(&widen(&p.w_q), cfg.query_rows(), d, &xs);
     let q = expand_queries(
         cfg,
-        &rmsnorm::forward(&q_raw, &widen(&p.gamma_q), cfg.eps),
+        &rmsnorm::forward(&q_raw, &widen(&p.gamma_q), cfg.eps)?,
         tokens,
     );
-    let khat = rmsnorm::forward(&widen(&p.keys), &widen(&p.gamma_k), cfg.eps);
+    let khat = rmsnorm::forward(&widen(&p.keys), &widen(&p.gamma_k), cfg.eps)?;
     let (idx, score) =
         tucker_topk::forward(&cfg.tucker_dims(tokens), &q, &khat, &p.cores, &p.u, &p.v)?;
     let map = IndexMapDims {
@@ -233,7 +236,7 @@ pub fn backward<W: Float, V: Float, X: Float, G: Float>(
         cfg.eps,
         &dq_norm,
         &mut gamma_q,
-    );
+    )?;
     let mut w_q = vec![0.0; p.w_q.len()];
     let dx_q =
         dense::matvec_rows_backward(&widen(&p.w_q), cfg.query_rows(), d, &xs, &dq_raw, &mut w_q);
@@ -245,7 +248,7 @@ pub fn backward<W: Float, V: Float, X: Float, G: Float>(
         cfg.eps,
         &tucker.dkeys,
         &mut gamma_k,
-    );
+    )?;
     Ok(LayerGrads {
         dx,
         w_q,

@@ -474,3 +474,208 @@ fn negative_int32_indices_on_the_abi_device_path_are_errors() {
         [minus_one]
     );
 }
+
+/// int64 index tensors on the GPU path (spec §I.6.1): inputs narrowed to u32 on the device with
+/// every value checked (a negative value or one at or past the bound is `IndexOutOfRange` with
+/// the value the caller wrote, as on the host path), outputs widened from the kernels' u32.
+/// Results equal the int32 path's; outputs are poisoned first, high words included.
+#[test]
+fn int64_indices_on_the_abi_device_path() {
+    const OP: &str = "weighted_gather";
+    let ip = Interp::new();
+    let (t, m, cn, n, dv) = (3usize, 4usize, 2usize, 9usize, 6usize);
+    let r = rows(31, t * m, n as u32);
+    let wide: Vec<i64> = r.iter().map(|&x| i64::from(x)).collect();
+    let w = normals(32, t * m * cn, 1.0);
+    let table = normals(33, n * dv, 1.0);
+    let (wb, tb) = (ip.upload_pod(&w), ip.upload_pod(&table));
+    let gather = |rows: &Buf, elem: Elem| {
+        let mut out = poisoned(&ip, t * dv);
+        device::weighted_gather_forward(
+            &ip,
+            [
+                &meta(OP, "rows", &[t, m], elem),
+                &meta(OP, "weights", &[t, m, cn], Elem::F32),
+                &meta(OP, "table", &[n, dv], Elem::F32),
+                &meta(OP, "out", &[t, dv], Elem::F32),
+            ],
+            [rows, &wb, &tb],
+            &mut out,
+        )
+        .map(|()| ip.read_f32(&out, t * dv))
+    };
+    let d = WeightedGatherDims {
+        tokens: t,
+        slots: m,
+        cores: cn,
+        table_rows: n,
+        dv,
+    };
+    let want = reference::weighted_gather::forward(&d, &r, &w, &table).unwrap();
+    close(
+        "int64 rows",
+        &gather(&ip.upload_pod(&wide), Elem::I64).unwrap(),
+        &want,
+    );
+    // Bad int64 rows, each reported with its value: negative, past N, past 2^32 (whose low
+    // word, 1, would be a valid row if the narrowing truncated).
+    for (position, bad) in [(5usize, -7i64), (2, 9), (11, (1 << 32) + 1)] {
+        let mut v = wide.clone();
+        v[position] = bad;
+        let e = gather(&ip.upload_pod(&v), Elem::I64).unwrap_err();
+        assert!(
+            matches!(e, Error::IndexOutOfRange { arg: "rows", position: p, index, bound: 9, .. }
+                if p == position && index == bad),
+            "{bad}: {e}"
+        );
+    }
+    // A negative int32 row is reported as written, not as its u32 bits (4294967294).
+    let mut v: Vec<i32> = r.iter().map(|&x| x as i32).collect();
+    v[3] = -2;
+    let e = gather(&ip.upload_pod(&v), Elem::I32).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::IndexOutOfRange {
+                arg: "rows",
+                position: 3,
+                index: -2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    // Additive top-k: an int64 idx output holds the int32 path's values; the backward reads
+    // int64 idx and gives the int32 path's gradients.
+    const ADD: &str = "additive_topk";
+    let (t, h, dk, n, k) = (2usize, 2usize, 4usize, 6usize, 3usize);
+    let q = normals(34, t * h * dk, 1.0);
+    let keys = normals(35, h * 2 * n * dk / 2, 1.0);
+    let (qb, kb) = (ip.upload_pod(&q), ip.upload_pod(&keys));
+    let am = |idx: Elem| {
+        [
+            meta(ADD, "q", &[t, h, dk], Elem::F32),
+            meta(ADD, "keys", &[h, 2, n, dk / 2], Elem::F32),
+            meta(ADD, "idx", &[t, h, k], idx),
+            meta(ADD, "score", &[t, h, k], Elem::F32),
+            meta(ADD, "dq", &[t, h, dk], Elem::F32),
+            meta(ADD, "dkeys", &[h, 2, n, dk / 2], Elem::F32),
+        ]
+    };
+    let ad = AdditiveTopkDims {
+        tokens: t,
+        heads: h,
+        dk,
+        n,
+        k,
+        k1: k,
+    };
+    let (want_i, _) = reference::additive_topk::forward(&ad, &q, &keys).unwrap();
+    let m64 = am(Elem::I64);
+    let (mut ib, mut sb) = (poisoned(&ip, 2 * t * h * k), poisoned(&ip, t * h * k));
+    device::additive_topk_forward(
+        &ip,
+        [&m64[0], &m64[1], &m64[2], &m64[3]],
+        k,
+        None,
+        [&qb, &kb],
+        [&mut ib, &mut sb],
+    )
+    .unwrap();
+    let got: Vec<i64> = ip
+        .read_u32(&ib, 2 * t * h * k)
+        .chunks_exact(2)
+        .map(|p| i64::from(p[0]) | (i64::from(p[1]) << 32))
+        .collect();
+    let want_wide: Vec<i64> = want_i.iter().map(|&x| i64::from(x)).collect();
+    assert_eq!(got, want_wide, "int64 idx output");
+    let dscore = normals(36, t * h * k, 1.0);
+    let gb = ip.upload_pod(&dscore);
+    let backward = |m: &[View; 6], idx: &Buf| {
+        let (mut dq, mut dkk) = (poisoned(&ip, q.len()), poisoned(&ip, keys.len()));
+        device::additive_topk_backward(
+            &ip,
+            [&m[0], &m[1], &m[2], &m[3], &m[4], &m[5]],
+            [&qb, &kb, idx, &gb],
+            [&mut dq, &mut dkk],
+        )
+        .map(|()| (ip.read_f32(&dq, q.len()), ip.read_f32(&dkk, keys.len())))
+    };
+    let narrow: Vec<u32> = want_i.clone();
+    let (dq32, dk32) = backward(&am(Elem::U32), &ip.upload_pod(&narrow)).unwrap();
+    let (dq64, dk64) = backward(&m64, &ib).unwrap();
+    assert_eq!((dq64, dk64), (dq32, dk32), "int64 idx backward");
+    let mut bad = want_wide.clone();
+    bad[4] = -1;
+    let e = backward(&m64, &ip.upload_pod(&bad)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::IndexOutOfRange {
+                arg: "idx",
+                position: 4,
+                index: -1,
+                bound: 36,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    // Index map: int64 ν and shuffle, int64 output, against the reference; a negative int64
+    // shuffle entry is the host path's error (the whole table is checked, as there).
+    const MAP: &str = "index_map";
+    let shuffle: Vec<u32> = vec![4, 0, 7, 2, 9, 1, 3, 8, 6, 5];
+    let idx: Vec<u32> = vec![9, 0, 3, 3, 7];
+    let map = IndexMapConfig {
+        rows_per_layer: 10,
+        offset: 4,
+        total_rows: 12,
+    };
+    let widen = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>();
+    let run = |shuffle: &[i64]| {
+        let mut out = poisoned(&ip, 2 * idx.len());
+        let sm = meta(MAP, "shuffle", &[shuffle.len()], Elem::I64);
+        let sb = ip.upload_pod(shuffle);
+        device::index_map_forward(
+            &ip,
+            [
+                &meta(MAP, "idx", &[idx.len()], Elem::I64),
+                &meta(MAP, "out", &[idx.len()], Elem::I64),
+            ],
+            Some((&sm, &sb)),
+            map,
+            &ip.upload_pod(&widen(&idx)),
+            &mut out,
+        )
+        .map(|()| {
+            ip.read_u32(&out, 2 * idx.len())
+                .chunks_exact(2)
+                .map(|p| i64::from(p[0]) | (i64::from(p[1]) << 32))
+                .collect::<Vec<_>>()
+        })
+    };
+    let d = IndexMapDims {
+        len: idx.len(),
+        shuffle_len: Some(shuffle.len()),
+        map,
+    };
+    let want = reference::index_map::forward(&d, &idx, Some(&shuffle)).unwrap();
+    assert_eq!(run(&widen(&shuffle)).unwrap(), widen(&want), "int64 map");
+    let mut bad = widen(&shuffle);
+    bad[6] = -3;
+    let e = run(&bad).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::IndexOutOfRange {
+                arg: "shuffle",
+                position: 6,
+                index: -3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}

@@ -10,6 +10,7 @@
 mod abi_device;
 mod common;
 mod deferred;
+mod index_cast;
 mod index_map;
 mod interp;
 mod layer;
@@ -46,6 +47,7 @@ fn every_kernel_has_differential_tests() {
                 product_key_topk::rejects_bad_inputs::devices,
             ],
             KernelId::ScoreFn => &[score_fn::matches_reference::devices],
+            KernelId::IndexCast => &[index_cast::matches_reference::devices],
             KernelId::IndexMap => &[
                 index_map::matches_reference::devices,
                 index_map::rejects_index_past_shuffle_table::devices,
