@@ -56,33 +56,21 @@ fn index_out<G: Gpu>(gpu: &G, result: &G::Buffer, out: &mut G::Buffer, view: &Vi
 
 /// An error as the caller sees it: an int32 index the kernels read as `>= 2^31` (as u32) was
 /// negative, and is reported with the value the caller wrote.
-fn as_written(e: Error, indices: &[&View]) -> Error {
-    match e {
-        Error::IndexOutOfRange {
-            op,
-            arg,
-            position,
-            index,
-            bound,
-        } => {
-            let signed = indices.iter().any(|v| v.arg == arg && v.elem == Elem::I32);
-            let index = match u32::try_from(index) {
-                Ok(word) if signed => i64::from(word as i32),
-                _ => index,
-            };
-            Error::IndexOutOfRange {
-                op,
-                arg,
-                position,
-                index,
-                bound,
+fn as_written(mut e: Error, indices: &[&View]) -> Error {
+    fn fix(e: &mut Error, indices: &[&View]) {
+        match e {
+            Error::IndexOutOfRange { arg, index, .. } => {
+                let signed = indices.iter().any(|v| v.arg == *arg && v.elem == Elem::I32);
+                if let (true, Ok(word)) = (signed, u32::try_from(*index)) {
+                    *index = i64::from(word as i32);
+                }
             }
+            Error::Several { errors } => errors.iter_mut().for_each(|e| fix(e, indices)),
+            _ => {}
         }
-        Error::Several { errors } => Error::Several {
-            errors: errors.into_iter().map(|e| as_written(e, indices)).collect(),
-        },
-        other => other,
     }
+    fix(&mut e, indices);
+    e
 }
 
 /// Weighted gather forward: views `[rows, weights, table, out]`, inputs `[rows, weights, table]`.

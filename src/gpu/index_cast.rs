@@ -6,11 +6,9 @@
 //! `int64` outputs after it: no host round trip, and the same errors as the host path.
 
 use super::params::CastParams;
-use super::{
-    fits_binding, fits_u32, grid, recorded, report, Decode, Fill, Gpu, IndexSource, Launch,
-};
+use super::{check_index_status, fits_binding, fits_u32, grid, Fill, Gpu, IndexSource, Launch};
 use crate::dtype::DType;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::registry::KernelId;
 
 const THREADS: u32 = 256;
@@ -66,22 +64,12 @@ pub fn narrow<G: Gpu>(
         let args = [Some(wide), Some(&out), Some(&status)];
         launch(gpu, op, "index_cast_narrow", count, bound, &args)?;
     }
-    let decode: Decode = Box::new(move |w, index| match recorded(w[0]) {
-        None => Ok(()),
-        Some(position) => Err(Error::IndexOutOfRange {
-            op,
-            arg,
-            position,
-            index: index.unwrap_or(i64::MAX),
-            bound,
-        }),
-    });
     let source = IndexSource {
         buf: wide,
         len,
         width: 8,
     };
-    report(gpu, status, 1, Some(source), decode)?;
+    check_index_status(gpu, status, op, arg, source, bound)?;
     Ok(out)
 }
 

@@ -417,6 +417,18 @@ pub(crate) fn check_status<G: Gpu>(
     len: usize,
     bound: u64,
 ) -> Result<()> {
+    check_index_status(gpu, status, op, arg, IndexSource::u32(indices, len), bound)
+}
+
+/// [`check_status`] over an index buffer of any entry width.
+pub(crate) fn check_index_status<G: Gpu>(
+    gpu: &G,
+    status: G::Buffer,
+    op: &'static str,
+    arg: &'static str,
+    indices: IndexSource<'_, G::Buffer>,
+    bound: u64,
+) -> Result<()> {
     let decode: Decode = Box::new(move |w, index| match recorded(w[0]) {
         None => Ok(()),
         Some(position) => Err(Error::IndexOutOfRange {
@@ -427,7 +439,7 @@ pub(crate) fn check_status<G: Gpu>(
             bound,
         }),
     });
-    report(gpu, status, 1, Some(IndexSource::u32(indices, len)), decode)
+    report(gpu, status, 1, Some(indices), decode)
 }
 
 fn first_word(bytes: &[u8]) -> [u8; 4] {
