@@ -1835,6 +1835,33 @@ fn step(
                 }
             }
         }
+        Op::RedVec { src, vec, addr } => {
+            // One instruction adding `vec` f32 atomically, each element on its own (the
+            // hardware makes each element's add atomic, not the vector as a whole).
+            let at = ctx.addr(t, addr)?;
+            let size = 4 * vec as usize;
+            if at % size as u64 != 0 {
+                return Err(ctx.error(
+                    t,
+                    ErrorKind::Misaligned,
+                    format!("{size}-byte vector reduction at {at:#x}"),
+                ));
+            }
+            let mut x = [0u64; 4];
+            for (v, o) in x.iter_mut().zip(&src[..vec as usize]) {
+                *v = ctx.val(t, *o)?;
+            }
+            mem.touch(at, size, Touch::Atomic)
+                .map_err(|m| ctx.error(t, ErrorKind::GlobalRace, m))?;
+            let (buf, off) = mem.locate(at, size).map_err(|m| {
+                ctx.error(t, ErrorKind::OutOfBounds, format!("global reduction: {m}"))
+            })?;
+            for (k, v) in x[..vec as usize].iter().enumerate() {
+                let word = &mut buf[off + 4 * k..off + 4 * k + 4];
+                let old = f32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+                word.copy_from_slice(&(old + f32_of(*v)).to_le_bytes());
+            }
+        }
         Op::Atom {
             space,
             op,

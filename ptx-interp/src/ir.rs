@@ -350,6 +350,13 @@ pub enum Op {
         a: Operand,
         b: Operand,
     },
+    /// `red.global.add.v2.f32` / `.v4.f32` (sm_90): `vec` consecutive f32 added atomically
+    /// element by element, one instruction.
+    RedVec {
+        src: [Operand; 4],
+        vec: u8,
+        addr: Addr,
+    },
     /// `shfl.sync`.
     Shfl {
         mode: ShflMode,

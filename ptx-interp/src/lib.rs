@@ -5,7 +5,8 @@
 //! blocks and threads: registers per thread, `.param` inputs (by-value structs too), `.global`
 //! memory as byte buffers, `.shared` memory per block (declared in the entry or at module
 //! scope), `bar.sync`, warps of 32 in lockstep for `shfl.sync`/`vote.sync` and `mma.sync`
-//! (`m16n8k16`/`m16n8k8`, bf16/f16 inputs, f32 accumulators; see [`ir::Mma`]), atomics,
+//! (`m16n8k16`/`m16n8k8`, bf16/f16 inputs, f32 accumulators; see [`ir::Mma`]), atomics and
+//! reductions (also sm_90's vector `red.global.add.v2/.v4.f32`, each element atomic),
 //! predicates, branches with divergence and reconvergence, vector loads, `cvt` with rounding
 //! modes, f16/bf16 conversions, and the special registers.
 //!
@@ -37,9 +38,10 @@
 //!
 //! What it does not model (outside the profile's latency-only clock): timing, caches,
 //! occupancy, the memory model beyond barriers and the cross-block race check (blocks run one
-//! after another and atomics are trivially sequential, so a missing fence or an ordering that
-//! only atomics make safe goes unnoticed), the exact error of `.approx` instructions (it computes them exactly), the
-//! tensor cores' internal accumulation order (see [`ir::Mma`]), and anything the driver's JIT
+//! after another and atomics are trivially sequential: a missing fence goes unnoticed, and a
+//! plain access that only a fence and an atomic flag order is reported as a race), the exact
+//! error of `.approx` instructions (it computes them exactly), the tensor cores' internal
+//! accumulation order (see [`ir::Mma`]), and anything the driver's JIT
 //! would reject that ptxas accepts.
 //!
 //! ```

@@ -752,6 +752,41 @@ fn decode(
                 addr: address(scope, &ops[0], line)?,
             }
         }
+        "red" if mods.vec() > 1 => {
+            // Vector reductions (PTX ISA 8.1, sm_90): only `.add` of f32 on global memory is
+            // implemented (the 16-bit packed forms are not).
+            need(2)?;
+            let ty = mods.ty(line)?;
+            let space = mods.space();
+            if ty != Ty::F32 || !mods.has("add") || !matches!(space, Space::Global | Space::Generic)
+            {
+                return err(
+                    line,
+                    format!("`{opcode}`: vector red is implemented for .global.add.f32 only"),
+                );
+            }
+            let vec = mods.vec();
+            let vals: Vec<Operand> = match &ops[1] {
+                Raw::Vector(items) => items
+                    .iter()
+                    .map(|w| operand(scope, &Raw::Word(w.clone()), ty, line))
+                    .collect::<PResult<_>>()?,
+                other => vec![operand(scope, other, ty, line)?],
+            };
+            if vals.len() != vec as usize {
+                return err(
+                    line,
+                    format!("`{opcode}` adds {vec} values, found {}", vals.len()),
+                );
+            }
+            let mut src = [Operand::Imm(0); 4];
+            src[..vals.len()].copy_from_slice(&vals);
+            Op::RedVec {
+                src,
+                vec,
+                addr: address(scope, &ops[0], line)?,
+            }
+        }
         "atom" | "red" => {
             let ty = mods.ty(line)?;
             let op = mods

@@ -241,7 +241,7 @@ impl InstrClass {
                 space: Space::Shared,
                 ..
             } => InstrClass::SharedAtomic,
-            Op::Atom { d: None, .. } => InstrClass::GlobalReduction,
+            Op::Atom { d: None, .. } | Op::RedVec { .. } => InstrClass::GlobalReduction,
             Op::Atom { .. } => InstrClass::GlobalAtomic,
             Op::Shfl { .. } => InstrClass::Shuffle,
             Op::Vote { .. } => InstrClass::Vote,
@@ -619,6 +619,12 @@ fn regs_of(ins: &Instr, func: &Function) -> (Vec<u16>, Vec<u16>) {
                 reg_of(*s, &mut r);
             }
         }
+        Op::RedVec { src, vec, addr } => {
+            addr_reg(*addr, &mut r);
+            for s in &src[..*vec as usize] {
+                reg_of(*s, &mut r);
+            }
+        }
         Op::Atom { d, addr, a, b, .. } => {
             addr_reg(*addr, &mut r);
             reg_of(*a, &mut r);
@@ -689,6 +695,7 @@ fn mem_of(op: &Op, class: InstrClass) -> Mem {
             (ty.bytes() as u32 * u32::from(vec), addr)
         }
         Op::Atom { ty, addr, .. } => (ty.bytes() as u32, addr),
+        Op::RedVec { vec, addr, .. } => (4 * u32::from(vec), addr),
         _ => return Mem::None,
     };
     match class {

@@ -476,3 +476,73 @@ fn a_planted_cross_block_race_is_caught() {
     run_grid_with(regs, disjoint, 4, 4, true).unwrap();
     run_grid_with(regs, atomics, 4, 4, true).unwrap();
 }
+
+/// `red.global.add.v4.f32` / `.v2.f32` (PTX ISA 8.1, sm_90; ptxas rejects them for sm_80):
+/// each element added atomically, exact; blocks reducing into the same words do not race (both
+/// accesses atomic), a plain read of them from another block does; a vector reduction must be
+/// aligned to its size; the profile counts one reduction per warp moving 16 (8) bytes per lane.
+#[test]
+fn vector_reductions_add_each_element_atomically() {
+    let src = |body: &str| {
+        format!(
+            ".version 8.1\n.target sm_90\n.address_size 64\n\
+             .visible .entry k(.param .u64 out_ptr)\n{{\n\
+             .reg .b64 %out;\n.reg .b32 %tid, %bid;\n.reg .f32 %a, %b;\n.reg .pred %p;\n\
+             ld.param.u64 %out, [out_ptr];\ncvta.to.global.u64 %out, %out;\n\
+             mov.u32 %tid, %tid.x;\nmov.u32 %bid, %ctaid.x;\n\
+             cvt.rn.f32.u32 %a, %tid;\nadd.f32 %b, %a, 0f3F800000;\n{body}\nret;\n}}\n"
+        )
+    };
+    let launch = |body: &str, blocks: u32, profiled: bool| {
+        let module = Module::parse("red.ptx", &src(body)).expect("parses");
+        let mut m = Machine::new();
+        let out = m.alloc(64);
+        let params: &[&[u8]] = &[&out.to_le_bytes()];
+        let p = if profiled {
+            let cfg = ptx_interp::ProfileConfig::default();
+            Some(m.launch_profiled(&module, "k", [blocks, 1, 1], [64, 1, 1], params, &cfg)?)
+        } else {
+            m.launch(&module, "k", [blocks, 1, 1], [64, 1, 1], params)?;
+            None
+        };
+        let words: Vec<f32> = m
+            .read(out, 64)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok::<_, Box<ExecError>>((words, p))
+    };
+    // Three blocks of 64 threads: out[0..4] += {tid, tid + 1, 2, tid}, out[4..6] += {1, tid}.
+    let body = "red.global.add.v4.f32 [%out], {%a, %b, 0f40000000, %a};\n\
+                red.global.add.v2.f32 [%out+16], {0f3F800000, %a};";
+    let (w, _) = launch(body, 3, false).unwrap();
+    let sum_tid = 3.0 * (0..64).sum::<u32>() as f32;
+    assert_eq!(
+        &w[..6],
+        &[sum_tid, sum_tid + 192.0, 384.0, sum_tid, 192.0, sum_tid]
+    );
+    // Profiled: the same sums, one reduction instruction per warp and vector, 16 and 8 bytes a
+    // lane.
+    let (w2, p) = launch(body, 1, true).unwrap();
+    assert_eq!(w2[0], sum_tid / 3.0);
+    let b = &p.unwrap().blocks[0];
+    assert_eq!(b.issued(ptx_interp::InstrClass::GlobalReduction), 2 * 2);
+    // Misaligned: a v4 at byte 4.
+    let e = launch(
+        "red.global.add.v4.f32 [%out+4], {%a, %a, %a, %a};",
+        1,
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Misaligned, "{e}");
+    // Block 1 reads the words block 0 reduces into: a race.
+    let mixed = "setp.eq.u32 %p, %bid, 0;\n\
+                 @%p red.global.add.v4.f32 [%out], {%a, %a, %a, %a};\n\
+                 @!%p ld.global.f32 %a, [%out+8];";
+    let e = launch(mixed, 2, false).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::GlobalRace, "{e}");
+    // Only `.global.add.f32` vectors are implemented: anything else is a parse error.
+    assert!(Module::parse("red.ptx", &src("red.global.max.v2.f32 [%out], {%a, %a};")).is_err());
+    assert!(Module::parse("red.ptx", &src("red.global.add.v2.f32 [%out], {%a};")).is_err());
+}
