@@ -21,6 +21,10 @@ struct Params {
     grid_x: u32,
     bound_lo: u32,   // the exclusive bound of a narrowed value (at most 2^32), low word
     bound_hi: u32,   // and high word
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+    pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -61,6 +61,15 @@ struct ParamBlock<const N: usize>([u8; N]);
 // (`.param .align 4 .b8 params[N]`, N checked against the registry before the launch).
 unsafe impl<const N: usize> DeviceRepr for ParamBlock<N> {}
 
+impl<const N: usize> ParamBlock<N> {
+    /// The block of `bytes`, whose length the caller checked is `N`.
+    fn of(bytes: &[u8]) -> Self {
+        let mut b = [0u8; N];
+        b.copy_from_slice(bytes);
+        ParamBlock(b)
+    }
+}
+
 impl CudaDevice {
     /// The device with this ordinal, or a typed error when there is no driver or no such device.
     pub(crate) fn open(ordinal: usize) -> Result<CudaDevice> {
@@ -195,22 +204,26 @@ impl Gpu for CudaDevice {
             )));
         }
         let f = self.function(l.kernel, l.entry)?;
-        let p64;
-        let p32;
+        let (p16, p32, p48, p64);
         let null: u64 = 0;
         let mut builder = self.stream.launch_builder(&f);
+        // The sizes of crate::gpu::params::PARAM_BLOCK_SIZES (a test holds every kernel to them).
         match param_bytes {
-            64 => {
-                let mut b = [0u8; 64];
-                b.copy_from_slice(l.params);
-                p64 = ParamBlock(b);
-                builder.arg(&p64);
+            16 => {
+                p16 = ParamBlock::<16>::of(l.params);
+                builder.arg(&p16);
             }
             32 => {
-                let mut b = [0u8; 32];
-                b.copy_from_slice(l.params);
-                p32 = ParamBlock(b);
+                p32 = ParamBlock::<32>::of(l.params);
                 builder.arg(&p32);
+            }
+            48 => {
+                p48 = ParamBlock::<48>::of(l.params);
+                builder.arg(&p48);
+            }
+            64 => {
+                p64 = ParamBlock::<64>::of(l.params);
+                builder.arg(&p64);
             }
             n => return Err(driver_error(format!("{}: unexpected params[{n}]", l.entry))),
         }

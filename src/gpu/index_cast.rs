@@ -27,6 +27,7 @@ fn launch<G: Gpu>(
         grid_x: gx,
         bound_lo: bound as u32,
         bound_hi: (bound >> 32) as u32,
+        ..CastParams::default()
     };
     gpu.launch(&Launch {
         kernel: KernelId::IndexCast,

@@ -99,7 +99,8 @@ pub(crate) struct ScoreParams {
     pub pad2: u32,
 }
 
-/// Parameters of the index casts: 16 bytes. The narrowing bound (at most `2^32`) in two words.
+/// Parameters of the index casts: 32 bytes (a size `CudaDevice::launch` passes). The narrowing
+/// bound (at most `2^32`) in two words.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub(crate) struct CastParams {
@@ -107,6 +108,10 @@ pub(crate) struct CastParams {
     pub grid_x: u32,
     pub bound_lo: u32,
     pub bound_hi: u32,
+    pub pad0: u32,
+    pub pad1: u32,
+    pub pad2: u32,
+    pub pad3: u32,
 }
 
 /// Parameters of the index-map kernel: 32 bytes. `2^32` is passed as 0.
@@ -183,6 +188,10 @@ pub(crate) struct MoeParams {
     pub pad2: u32,
 }
 
+/// The parameter-block sizes `CudaDevice::launch` passes by value (each a `ParamBlock<N>`).
+#[cfg_attr(not(test), allow(dead_code, reason = "documents the CUDA launcher's sizes"))]
+pub(crate) const PARAM_BLOCK_SIZES: [usize; 4] = [16, 32, 48, 64];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +215,12 @@ mod tests {
                 assert_eq!(
                     bytes, want,
                     "{entry}: PTX params[{bytes}] vs the Rust struct's {want} bytes"
+                );
+                // The CUDA launcher passes parameter blocks of these sizes only: the matmul's
+                // params[48] ran in the interpreter and on wgpu but failed on a GPU.
+                assert!(
+                    PARAM_BLOCK_SIZES.contains(&bytes),
+                    "{entry}: params[{bytes}]; CudaDevice::launch takes {PARAM_BLOCK_SIZES:?}"
                 );
                 assert!(
                     id.wgsl_bindings(entry).contains(&0),
