@@ -2,7 +2,10 @@
 //
 // Twin of kernels/weighted_gather.ptx; reference src/reference/weighted_gather.rs.
 //
-// forward:          out[t, col] = Σ_k w[t, k, col / slice_width] · table[rows[t, k], col]
+// forward:          out[t·groups + g, col] = Σ over the slots k of group g of
+//                                      w[t, k, col / slice_width] · table[rows[t, k], col]
+//                   (groups = 1: the output itself; else partial sums)
+// combine:          out[t, col] = Σ_g partial[t·groups + g, col], in group order
 // backward_slots:   dw[t, k, c] = Σ_{col in slice c} table[rows[t, k], col] · g[t, col]
 // backward_rows:    dtable[r, col] = Σ_{slots s with rows[s] = r, in (token, slot) order}
 //                                    w[s, col / slice_width] · g[token(s), col]
@@ -12,8 +15,10 @@
 //
 // Launch: workgroups of 128 invocations on a (grid_x, grid_y) grid flattened to
 // wid = wg.x + wg.y·grid_x (WebGPU caps each dimension at 65535). forward: one workgroup per
-// (token, 128-column chunk); backward_slots: one per slot; backward_rows: one per sorted
-// position.
+// (token, slot group, chunk of 128·vec columns), as the PTX twin: with vec > 1 an invocation
+// reads 16 bytes of each row (four consecutive words: 4 f32 or 8 f16/bf16), four slots' rows
+// at once, and accumulates in slot order; combine: one invocation per output element;
+// backward_slots: one per slot; backward_rows: one per sorted position.
 //
 // Bounds: every row index is checked against `rows` (N) before the table is read; a bad one is
 // skipped and its slot's flat position recorded in status[0] as ~slot with atomicMax (the lowest
@@ -47,8 +52,8 @@ struct Params {
     dp: u32,
     dv: u32,
     table_dtype: u32,  // the PTX twin's dtype switch; WGSL uses TABLE_DTYPE
-    pad0: u32,
-    pad1: u32,
+    groups: u32,       // slot groups per token (forward)
+    vec: u32,          // forward: columns per invocation (1, or 16 bytes of the table)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -70,28 +75,100 @@ fn flat_id(wg: vec3<u32>) -> u32 {
     return wg.x + wg.y * p.grid_x;
 }
 
+// Adds w · (the `vec` table elements in `x`) to `acc`: 4 f32, or 8 16-bit elements two per word.
+fn accumulate(acc: ptr<function, array<f32, 8>>, w: f32, x: vec4<u32>) {
+    for (var j = 0u; j < 4u; j++) {
+        if TABLE_DTYPE == 0u {
+            (*acc)[j] += w * bitcast<f32>(x[j]);
+        } else {
+            (*acc)[2u * j] += w * ultramem_table_element(x[j], 0u, TABLE_DTYPE);
+            (*acc)[2u * j + 1u] += w * ultramem_table_element(x[j], 1u, TABLE_DTYPE);
+        }
+    }
+}
+
 @compute @workgroup_size(128)
 fn weighted_gather_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let wid = flat_id(wg);
-    let t = wid / p.chunks;
-    let col = (wid % p.chunks) * WG + lid.x;
+    let chunk = wid % p.chunks;
+    let g = (wid / p.chunks) % p.groups;
+    let t = wid / p.chunks / p.groups;
+    let col = (chunk * WG + lid.x) * p.vec;
     if t >= p.tokens || col >= p.width {
         return;
     }
     let c = col / p.slice_width;
-    var acc = 0.0;
-    for (var k = 0u; k < p.slots; k++) {
-        let slot = t * p.slots + k;
-        let r = rows[slot];
-        if r >= p.table_rows {
-            if col == 0u {
-                atomicMax(&status[0], ~slot);
+    let per = (p.slots + p.groups - 1u) / p.groups;
+    let token_end = t * p.slots + p.slots;
+    var slot = t * p.slots + g * per;
+    let slot_end = min(slot + per, token_end);
+    var acc: array<f32, 8>;
+    if p.vec != 1u {
+        for (; slot < slot_end; slot += 4u) {
+            // Four slots' rows and weights first, then their 16-byte reads, then the sums.
+            var row: array<u32, 4>;
+            var w: array<f32, 4>;
+            var ok: array<bool, 4>;
+            for (var k = 0u; k < 4u; k++) {
+                let s = slot + k;
+                ok[k] = false;
+                w[k] = 0.0;
+                row[k] = 0u;
+                if s < slot_end {
+                    row[k] = rows[s];
+                    ok[k] = row[k] < p.table_rows;
+                    if !ok[k] && col == 0u {
+                        atomicMax(&status[0], ~s);
+                    }
+                    if ok[k] {
+                        w[k] = weights[s * p.cores + c];
+                    }
+                }
             }
-            continue;
+            var x: array<vec4<u32>, 4>;
+            for (var k = 0u; k < 4u; k++) {
+                x[k] = vec4<u32>(0u);
+                if ok[k] {
+                    let at = ultramem_table_word(row[k] * p.width + col, TABLE_DTYPE);
+                    x[k] = vec4<u32>(table[at], table[at + 1u], table[at + 2u], table[at + 3u]);
+                }
+            }
+            for (var k = 0u; k < 4u; k++) {
+                accumulate(&acc, w[k], x[k]);
+            }
         }
-        acc += weights[slot * p.cores + c] * load_table(r * p.width + col);
+    } else {
+        for (; slot < slot_end; slot++) {
+            let r = rows[slot];
+            if r >= p.table_rows {
+                if col == 0u {
+                    atomicMax(&status[0], ~slot);
+                }
+                continue;
+            }
+            acc[0] += weights[slot * p.cores + c] * load_table(r * p.width + col);
+        }
     }
-    out[t * p.width + col] = acc;
+    let at = (t * p.groups + g) * p.width + col;
+    for (var j = 0u; j < p.vec; j++) {
+        out[at + j] = acc[j];
+    }
+}
+
+@compute @workgroup_size(128)
+fn weighted_gather_combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = flat_id(wg) * WG + lid.x;
+    let t = i / p.width;
+    let col = i % p.width;
+    if t >= p.tokens {
+        return;
+    }
+    var acc = 0.0;
+    // The partial sums are bound as `g`.
+    for (var k = 0u; k < p.groups; k++) {
+        acc += g[(t * p.groups + k) * p.width + col];
+    }
+    out[i] = acc;
 }
 
 // Sums `partial` over the workgroup; every invocation must call it.

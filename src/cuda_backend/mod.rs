@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, LaunchConfig,
-    PushKernelArg,
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    LaunchConfig, PushKernelArg,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -256,6 +256,11 @@ impl Gpu for CudaDevice {
 
     fn max_binding_bytes(&self) -> u64 {
         u64::MAX
+    }
+
+    fn aligned(&self, buf: &CudaSlice<u8>, bytes: usize) -> bool {
+        let (ptr, _record) = buf.device_ptr(&self.stream);
+        ptr % bytes as u64 == 0
     }
 
     fn max_workgroup_bytes(&self) -> u64 {

@@ -125,6 +125,14 @@ pub trait Gpu: Sized {
     /// The largest buffer one kernel argument may be, in bytes.
     fn max_binding_bytes(&self) -> u64;
 
+    /// Whether `buf` starts at a device address that is a multiple of `bytes` (at most 256),
+    /// as vector loads need. Buffers a backend allocates are (the default); the CUDA backend
+    /// checks, since the C ABI hands it the caller's memory.
+    fn aligned(&self, buf: &Self::Buffer, bytes: usize) -> bool {
+        let _ = (buf, bytes);
+        true
+    }
+
     /// Workgroup (shared) memory one workgroup may use, in bytes.
     fn max_workgroup_bytes(&self) -> u64;
 

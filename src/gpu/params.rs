@@ -31,8 +31,10 @@ pub(crate) struct ValueParams {
     pub dv: u32,
     /// 0 f32, 1 f16, 2 bf16 (PTX reads it; WGSL uses the `TABLE_DTYPE` override).
     pub table_dtype: u32,
-    pub pad0: u32,
-    pub pad1: u32,
+    /// Forward gather: slot groups per token (partial sums when > 1).
+    pub groups: u32,
+    /// Forward gather: table columns per lane, 1 or one 16-byte load's worth.
+    pub vec: u32,
 }
 
 /// Parameters of the row sort: 32 bytes.
@@ -189,7 +191,10 @@ pub(crate) struct MoeParams {
 }
 
 /// The parameter-block sizes `CudaDevice::launch` passes by value (each a `ParamBlock<N>`).
-#[cfg_attr(not(test), allow(dead_code, reason = "documents the CUDA launcher's sizes"))]
+#[cfg_attr(
+    not(test),
+    allow(dead_code, reason = "documents the CUDA launcher's sizes")
+)]
 pub(crate) const PARAM_BLOCK_SIZES: [usize; 4] = [16, 32, 48, 64];
 
 #[cfg(test)]

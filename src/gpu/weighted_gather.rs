@@ -13,6 +13,11 @@ use crate::registry::KernelId;
 
 const OP: &str = "weighted_gather";
 const THREADS: u32 = 128;
+/// Blocks the forward aims for: enough to give each of an H100's or H200's 132 SMs two, so a
+/// small batch splits its slots into groups (partial sums, combined in a fixed order).
+const TARGET_BLOCKS: usize = 264;
+/// Slots a forward block takes at least (one unrolled step of the kernel's slot loop).
+const MIN_GROUP_SLOTS: usize = 4;
 
 /// The device buffers of one weighted gather: `rows[T, M]` (u32), `weights[T, M, Cn]` (f32),
 /// `table[N, Dv]` (of the table dtype).
@@ -77,22 +82,63 @@ impl<G: Gpu> Gather<'_, G> {
         })
     }
 
+    /// Table columns per lane of the forward: one 16-byte load's worth when every load is
+    /// aligned (rows and core slices whole multiples of it, the table's base too), else 1.
+    fn vector_width(&self, gpu: &G) -> u32 {
+        let vec = 16 / self.table_dtype.size_bytes() as u32;
+        let slice = self.width / self.cores.max(1);
+        let fits = self.width.is_multiple_of(vec) && slice.is_multiple_of(vec);
+        if fits && gpu.aligned(self.table, 16) {
+            vec
+        } else {
+            1
+        }
+    }
+
     /// `out[t, col] = Σ_k w[t, k, c]·table[rows[t, k], col]` into a new `[tokens, width]` buffer.
+    /// Small batches split each token's slots into groups that run on separate blocks, then
+    /// add the groups' partial sums in group order (so the result does not depend on timing).
     pub(crate) fn forward(&self, gpu: &G) -> Result<G::Buffer> {
-        let out = gpu.alloc(self.tokens as usize * self.width as usize * 4, Fill::Output)?;
-        let params = self.params()?;
-        let workgroups = self.tokens as usize * params.chunks as usize;
-        if workgroups > 0 {
-            let args = [
-                Some(self.rows),
-                Some(self.weights),
-                Some(self.table),
-                None,
-                None,
-                Some(&out),
-                Some(self.status),
-            ];
-            self.launch(gpu, "weighted_gather_forward", params, workgroups, &args)?;
+        let (tokens, width) = (self.tokens as usize, self.width as usize);
+        let out = gpu.alloc(tokens * width * 4, Fill::Output)?;
+        let mut params = self.params()?;
+        params.vec = self.vector_width(gpu);
+        params.chunks = self.width.div_ceil(THREADS * params.vec);
+        let blocks = tokens * params.chunks as usize;
+        if blocks == 0 {
+            return Ok(out);
+        }
+        let most = (self.slots as usize).div_ceil(MIN_GROUP_SLOTS).max(1);
+        let groups = TARGET_BLOCKS.div_ceil(blocks).clamp(1, most);
+        fits_u32(OP, G::BACKEND, "T*groups*Dv", tokens * groups * width)?;
+        // The slot loop reads up to 3 slots past a group's end (predicated off): in u32.
+        fits_u32(OP, G::BACKEND, "T*M+3", tokens * self.slots as usize + 3)?;
+        params.groups = groups as u32;
+        let partial = if groups > 1 {
+            Some(gpu.alloc(tokens * groups * width * 4, Fill::Output)?)
+        } else {
+            None
+        };
+        let args = [
+            Some(self.rows),
+            Some(self.weights),
+            Some(self.table),
+            None,
+            None,
+            Some(partial.as_ref().unwrap_or(&out)),
+            Some(self.status),
+        ];
+        self.launch(
+            gpu,
+            "weighted_gather_forward",
+            params,
+            blocks * groups,
+            &args,
+        )?;
+        if let Some(partial) = &partial {
+            let args = [None, None, None, Some(partial), None, Some(&out)];
+            let elements = (tokens * width).div_ceil(THREADS as usize);
+            self.launch(gpu, "weighted_gather_combine", params, elements, &args)?;
         }
         Ok(out)
     }

@@ -219,8 +219,9 @@ fn a_sanitizer_error_inside_a_shared_helper_cites_kernels_helpers_ptx() {
     use ultramem::{DType, Error};
     let ip = InterpDevice::new();
     // ValueParams (src/gpu/params.rs): tokens, slots, cores, table_rows, width, slice_width,
-    // chunks, grid_x, entries, activation, flags, dp, dv, table_dtype, pad, pad.
-    let words: [u32; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 3, 0, 0];
+    // chunks, grid_x, entries, activation, flags, dp, dv, table_dtype, groups, vec (1: the
+    // one-column path, which reads the table through the helper).
+    let words: [u32; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 3, 1, 1];
     let (rows, w, table) = (
         ip.upload_pod(&[0u32]),
         ip.upload_pod(&[1.0f32]),

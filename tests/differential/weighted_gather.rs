@@ -171,29 +171,34 @@ pub fn check(dev: &Device, c: &Case) -> std::result::Result<(), TestCaseError> {
     check_dtype::<bf16>(dev, c)
 }
 
-/// A row past the table is the typed error on the device too, with its position.
-fn check_bad_row(dev: &Device) {
-    let rows = [0u32, 4, 1, 2, 5, 4];
-    let (w, table, dout) = ([1.0f32; 6], [bf16::from_f32(1.0); 15], [1.0f32; 6]);
+/// Rows past the table (N = 5) are the typed error on the device too, forward and backward,
+/// naming the lowest bad position and its row: `rows[T, M]` over a `[5, width]` bf16 table.
+fn check_bad_rows(dev: &Device, (t, m, width): (usize, usize, usize), rows: &[u32], first: usize) {
+    let (w, table, dout) = (
+        vec![1.0f32; t * m],
+        vec![bf16::from_f32(1.0); 5 * width],
+        vec![1.0f32; t * width],
+    );
+    let want = rows[first];
     let expect = |e: Error| {
         assert!(
             matches!(
                 e,
                 Error::IndexOutOfRange {
                     arg: "rows",
-                    position: 4,
-                    index: 5,
+                    position,
+                    index,
                     bound: 5,
                     ..
-                }
+                } if position == first && index == i64::from(want)
             ),
             "{e}"
         )
     };
     let (rows_t, w_t, table_t) = (
-        on(dev, &[2, 3], &rows),
-        on(dev, &[2, 3, 1], &w),
-        on(dev, &[5, 3], &table),
+        on(dev, &[t, m], rows),
+        on(dev, &[t, m, 1], &w),
+        on(dev, &[5, width], &table),
     );
     let args = WeightedGatherArgs {
         rows: &rows_t,
@@ -201,10 +206,15 @@ fn check_bad_row(dev: &Device) {
         table: &table_t,
     };
     expect(weighted_gather(&args).unwrap_err());
-    let dout_t = on(dev, &[2, 3], &dout);
+    let dout_t = on(dev, &[t, width], &dout);
     for mode in [BackwardMode::Deterministic, BackwardMode::Atomic] {
         expect(weighted_gather_backward(&args, &dout_t, mode).unwrap_err());
     }
+}
+
+/// One bad row, on the one-column path (width 3).
+fn check_bad_row(dev: &Device) {
+    check_bad_rows(dev, (2, 3, 3), &[0, 4, 1, 2, 5, 4], 4);
 }
 
 device_proptests!(matches_reference, 48, c in case(), |dev| {
@@ -213,4 +223,63 @@ device_proptests!(matches_reference, 48, c in case(), |dev| {
 
 device_tests!(rejects_index_past_table_end, |dev| {
     check_bad_row(dev);
+});
+
+/// Shapes that take the forward's 16-byte path (Dv and the core slice multiples of 8, so of 4
+/// too): the 1B/7B value width (Dv 768, Cn 2, 128 slots at T = 1, split into 32 slot groups)
+/// and small batches whose slot count is no multiple of the 4-slot step (4, 5, 10 and 3
+/// groups: 5 is no multiple of the combine's 8-group step either).
+fn vector_cases() -> Vec<Case> {
+    let shapes = [
+        (1usize, 128usize, 2usize, 384usize, 300usize),
+        (1, 13, 2, 64, 40),
+        (1, 19, 2, 64, 40),
+        (3, 37, 1, 128, 50),
+        (5, 10, 4, 8, 9),
+    ];
+    let mut rng = ultramem::rng::SplitMix64::new(41);
+    let mut values = |len: usize| -> Vec<f64> {
+        (0..len)
+            .map(|_| (rng.below(8001) as f64 - 4000.0) / 1000.0)
+            .collect()
+    };
+    shapes
+        .iter()
+        .map(|&(t, m, cn, width, n)| {
+            let d = WeightedGatherDims {
+                tokens: t,
+                slots: m,
+                cores: cn,
+                table_rows: n,
+                dv: cn * width,
+            };
+            let mut pick = ultramem::rng::SplitMix64::new((t * 1000 + m) as u64);
+            Case {
+                d,
+                rows: (0..t * m).map(|_| pick.below(n as u64) as u32).collect(),
+                w: values(t * m * cn),
+                table: values(n * cn * width),
+                dout: values(t * cn * width),
+            }
+        })
+        .collect()
+}
+
+device_tests!(matches_reference_on_the_vector_path, |dev| {
+    for c in vector_cases() {
+        check(dev, &c).unwrap_or_else(|e| panic!("{:?}: {e}", c.d));
+    }
+});
+
+/// Bad rows in two slot groups of the 16-byte path (T 2, M 9: groups of 3 slots, 8 bf16 per
+/// lane): the lowest position is reported, whichever group's block runs first.
+fn check_bad_rows_in_slot_groups(dev: &Device) {
+    let mut rows = vec![1u32; 18];
+    rows[13] = 9;
+    rows[7] = 5;
+    check_bad_rows(dev, (2, 9, 16), &rows, 7);
+}
+
+device_tests!(rejects_bad_rows_in_any_slot_group, |dev| {
+    check_bad_rows_in_slot_groups(dev);
 });
