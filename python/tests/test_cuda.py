@@ -129,6 +129,26 @@ def test_layer_forward_backward_on_cuda_on_a_side_stream():
         torch.testing.assert_close(p.grad.cpu(), grads[n], rtol=1e-3, atol=1e-3, msg=n)
 
 
+def test_int64_indices_on_cuda():
+    # int64 rows, idx and nu are narrowed on the device (each value checked); int64 outputs
+    # widened there. Results equal the CPU path's; a negative value is the crate's error with
+    # the value as written, for int64 and for int32.
+    rows = torch.randint(0, 50, (16, 4), generator=gen(21), dtype=torch.int64)
+    w = randn(16, 4, 1, seed=22)
+    table = randn(50, 16, seed=23).bfloat16()
+    cpu, gpu = both(ops.weighted_gather, rows, w, table)
+    close(gpu, cpu)
+    idx = torch.randint(0, 40, (3, 5), generator=gen(24), dtype=torch.int64)
+    shuffle = torch.randperm(40, generator=gen(25))
+    cpu, gpu = both(ops.index_map, idx, shuffle, 30, 7, 64)
+    assert gpu.dtype == torch.int64 and torch.equal(gpu.cpu(), cpu)
+    for dtype in (torch.int64, torch.int32):
+        bad = rows.to(dtype).clone()
+        bad[2, 1] = -3
+        with pytest.raises(UltramemError, match="= -3 is out of range"):
+            ops.weighted_gather(bad.to(CUDA), w.to(CUDA), table.to(CUDA))
+
+
 def test_cuda_refuses_float64_and_bad_rows_with_the_crates_message():
     rows = torch.tensor([[0, 9]], dtype=torch.int32, device=CUDA)
     w = torch.ones(1, 2, 1, device=CUDA)
