@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 #[cfg(feature = "cuda")]
 use crate::cuda_backend::CudaDevice;
-use crate::device::{on_device, Device, DeviceInner};
+#[cfg(gpu_backend)]
+use crate::device::DeviceInner;
+use crate::device::{on_device, Device};
 use crate::dtype::Element;
 use crate::error::{Error, Result};
 #[cfg(any(feature = "cuda", feature = "wgpu", feature = "ptx-interp"))]

@@ -46,6 +46,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use dlpack::{with_floats, Borrows, DLTensor, Floats};
+#[cfg(feature = "cuda")]
 use view::View;
 
 use crate::error::{Error, Result};
@@ -137,7 +138,7 @@ fn call(body: impl FnOnce() -> Result<()>) -> i32 {
     }
 }
 
-/// Reads every descriptor of a call (see [`View::read`] for the contract on each pointer).
+/// Reads every descriptor of a call (see [`view::View::read`] for the contract on each pointer).
 macro_rules! views {
     ($op:expr; $($name:ident),+ $(,)?) => {
         $(

@@ -45,9 +45,9 @@ fn launch<G: Gpu>(
 /// checked to lie in `[0, bound)`; `bound` is at most `2^32` (what a u32 holds).
 ///
 /// # Errors
-/// [`Error::IndexOutOfRange`] naming the first bad value as the caller wrote it; more than
-/// `2^32 − 1` indices or an `int64` buffer past the binding limit ([`Error::Unsupported`]); the
-/// backend's errors.
+/// [`crate::Error::IndexOutOfRange`] naming the first bad value as the caller wrote it; more than
+/// `2^32 − 1` indices or an `int64` buffer past the binding limit
+/// ([`crate::Error::Unsupported`]); the backend's errors.
 pub fn narrow<G: Gpu>(
     gpu: &G,
     op: &'static str,
