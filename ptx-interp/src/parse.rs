@@ -316,6 +316,31 @@ enum Raw {
     Vector(Vec<String>),
 }
 
+/// The `vec` source operands of a vector store or reduction (`{a, b, ..}`, or one operand when
+/// `vec` is 1), padded to four; `what` names the instruction's count for a mismatch.
+fn vector_sources(
+    scope: &Scope,
+    raw: &Raw,
+    ty: Ty,
+    vec: u8,
+    line: u32,
+    what: impl FnOnce() -> String,
+) -> PResult<[Operand; 4]> {
+    let vals: Vec<Operand> = match raw {
+        Raw::Vector(items) => items
+            .iter()
+            .map(|w| operand(scope, &Raw::Word(w.clone()), ty, line))
+            .collect::<PResult<_>>()?,
+        other => vec![operand(scope, other, ty, line)?],
+    };
+    if vals.len() != vec as usize {
+        return err(line, format!("{}, found {}", what(), vals.len()));
+    }
+    let mut src = [Operand::Imm(0); 4];
+    src[..vals.len()].copy_from_slice(&vals);
+    Ok(src)
+}
+
 /// Parses a source or destination operand of type `ty`.
 fn operand(scope: &Scope, raw: &Raw, ty: Ty, line: u32) -> PResult<Operand> {
     let Raw::Word(w) = raw else {
@@ -729,25 +754,13 @@ fn decode(
             need(2)?;
             let ty = mods.ty(line)?;
             let vec = mods.vec();
-            let vals: Vec<Operand> = match &ops[1] {
-                Raw::Vector(items) => items
-                    .iter()
-                    .map(|w| operand(scope, &Raw::Word(w.clone()), ty, line))
-                    .collect::<PResult<_>>()?,
-                other => vec![operand(scope, other, ty, line)?],
-            };
-            if vals.len() != vec as usize {
-                return err(
-                    line,
-                    format!("`{opcode}` stores {vec} values, found {}", vals.len()),
-                );
-            }
-            let mut s = [Operand::Imm(0); 4];
-            s[..vals.len()].copy_from_slice(&vals);
+            let src = vector_sources(scope, &ops[1], ty, vec, line, || {
+                format!("`{opcode}` stores {vec} values")
+            })?;
             Op::St {
                 space: mods.space(),
                 ty,
-                src: s,
+                src,
                 vec,
                 addr: address(scope, &ops[0], line)?,
             }
@@ -766,21 +779,9 @@ fn decode(
                 );
             }
             let vec = mods.vec();
-            let vals: Vec<Operand> = match &ops[1] {
-                Raw::Vector(items) => items
-                    .iter()
-                    .map(|w| operand(scope, &Raw::Word(w.clone()), ty, line))
-                    .collect::<PResult<_>>()?,
-                other => vec![operand(scope, other, ty, line)?],
-            };
-            if vals.len() != vec as usize {
-                return err(
-                    line,
-                    format!("`{opcode}` adds {vec} values, found {}", vals.len()),
-                );
-            }
-            let mut src = [Operand::Imm(0); 4];
-            src[..vals.len()].copy_from_slice(&vals);
+            let src = vector_sources(scope, &ops[1], ty, vec, line, || {
+                format!("`{opcode}` adds {vec} values")
+            })?;
             Op::RedVec {
                 src,
                 vec,

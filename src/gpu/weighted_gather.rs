@@ -83,11 +83,11 @@ impl<G: Gpu> Gather<'_, G> {
     }
 
     /// Table columns per lane of the forward: one 16-byte load's worth when every load is
-    /// aligned (rows and core slices whole multiples of it, the table's base too), else 1.
-    fn vector_width(&self, gpu: &G) -> u32 {
+    /// aligned (rows and core slices of `slice_width` whole multiples of it, the table's base
+    /// too), else 1.
+    fn vector_width(&self, gpu: &G, slice_width: u32) -> u32 {
         let vec = 16 / self.table_dtype.size_bytes() as u32;
-        let slice = self.width / self.cores.max(1);
-        let fits = self.width.is_multiple_of(vec) && slice.is_multiple_of(vec);
+        let fits = self.width.is_multiple_of(vec) && slice_width.is_multiple_of(vec);
         if fits && gpu.aligned(self.table, 16) {
             vec
         } else {
@@ -102,7 +102,7 @@ impl<G: Gpu> Gather<'_, G> {
         let (tokens, width) = (self.tokens as usize, self.width as usize);
         let out = gpu.alloc(tokens * width * 4, Fill::Output)?;
         let mut params = self.params()?;
-        params.vec = self.vector_width(gpu);
+        params.vec = self.vector_width(gpu, params.slice_width);
         params.chunks = self.width.div_ceil(THREADS * params.vec);
         let blocks = tokens * params.chunks as usize;
         if blocks == 0 {

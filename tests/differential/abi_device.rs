@@ -31,6 +31,14 @@ fn poisoned(ip: &Interp, len: usize) -> Buf {
     ip.upload_pod(&vec![f32::NAN; len.max(1)])
 }
 
+/// `len` int64 values of a buffer (two little-endian words each).
+fn read_i64(ip: &Interp, buf: &Buf, len: usize) -> Vec<i64> {
+    ip.read_u32(buf, 2 * len)
+        .chunks_exact(2)
+        .map(|p| i64::from(p[0]) | (i64::from(p[1]) << 32))
+        .collect()
+}
+
 fn close(what: &str, got: &[f64], want: &[f64]) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -583,11 +591,7 @@ fn int64_indices_on_the_abi_device_path() {
         [&mut ib, &mut sb],
     )
     .unwrap();
-    let got: Vec<i64> = ip
-        .read_u32(&ib, 2 * t * h * k)
-        .chunks_exact(2)
-        .map(|p| i64::from(p[0]) | (i64::from(p[1]) << 32))
-        .collect();
+    let got = read_i64(&ip, &ib, t * h * k);
     let want_wide: Vec<i64> = want_i.iter().map(|&x| i64::from(x)).collect();
     assert_eq!(got, want_wide, "int64 idx output");
     let dscore = normals(36, t * h * k, 1.0);
@@ -649,12 +653,7 @@ fn int64_indices_on_the_abi_device_path() {
             &ip.upload_pod(&widen(&idx)),
             &mut out,
         )
-        .map(|()| {
-            ip.read_u32(&out, 2 * idx.len())
-                .chunks_exact(2)
-                .map(|p| i64::from(p[0]) | (i64::from(p[1]) << 32))
-                .collect::<Vec<_>>()
-        })
+        .map(|()| read_i64(&ip, &out, idx.len()))
     };
     let d = IndexMapDims {
         len: idx.len(),
